@@ -1,0 +1,207 @@
+"""The composition root: settings, clients and FastStream apps, built once.
+
+``build_app(settings, ["directory", "status", "enrichment"])`` returns a
+FastStream application whose Kafka broker has one batch subscriber per worker,
+each in its own consumer group, with manual commits driven by
+:class:`workers.runtime.Runner`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from faststream import FastStream
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.middlewares import AckPolicy
+
+from storage import Lookup, Store
+from workers.context import Context
+from workers.directory import DirectoryWorker
+from workers.enrichment import EnrichmentWorker
+from workers.kafka import (
+    Record,
+    ensure_topics,
+    lenient_parser,
+    make_producer,
+    raw_decoder,
+)
+from workers.runtime import Rejected, Runner
+from workers.settings import Settings
+from workers.status import StatusWorker
+
+log = structlog.get_logger("courier.app")
+
+
+WORKERS: dict[str, type[DirectoryWorker | StatusWorker | EnrichmentWorker]] = {
+    "directory": DirectoryWorker,
+    "status": StatusWorker,
+    "enrichment": EnrichmentWorker,
+}
+
+DESCRIPTIONS = {
+    "directory": "Stores users and conversations, and re-drives parked records.",
+    "status": "Stores messages and receipts and advances each message's status.",
+    "enrichment": "Publishes a DTO per status change, with sender and conversation.",
+}
+
+
+class Process:
+    """What one worker process holds between start-up and shut-down."""
+
+    def __init__(self, settings: Settings, names: Sequence[str]) -> None:
+        unknown = sorted(set(names) - set(WORKERS))
+        if unknown:
+            raise ValueError(
+                f"Unknown worker {', '.join(unknown)}; choose from "
+                f"{', '.join(WORKERS)} or all."
+            )
+        self.settings = settings
+        self.names = list(names)
+        self.stopping = asyncio.Event()
+        self.ctx: Context | None = None
+        self.runners: dict[str, Runner] = {}
+        self.tasks: list[asyncio.Task[None]] = []
+        self.broker = KafkaBroker(
+            settings.kafka_bootstrap_servers,
+            client_id=f"courier-{'-'.join(self.names)}",
+            graceful_timeout=settings.shutdown_grace_s,
+            logger=None,
+        )
+        for name in self.names:
+            self._subscribe(name)
+
+    def _topics_of(self, name: str) -> list[str]:
+        t = self.settings.topics
+        return {
+            "directory": [t.users, t.conversations],
+            "status": [t.messages, t.receipts],
+            "enrichment": [t.message_changes],
+        }[name]
+
+    def _subscribe(self, name: str) -> None:
+        s = self.settings
+        subscriber = self.broker.subscriber(
+            *self._topics_of(name),
+            group_id=s.group(name),
+            batch=True,
+            max_records=s.batch_max_records,
+            batch_timeout_ms=s.batch_timeout_ms,
+            ack_policy=AckPolicy.MANUAL,
+            auto_offset_reset="earliest",
+            parser=lenient_parser,
+            decoder=raw_decoder,
+            title=f"courier.{name}",
+            description=DESCRIPTIONS[name],
+        )
+
+        @subscriber
+        async def handle(message: KafkaMessage) -> None:
+            records = [Record.from_consumer(r) for r in message.raw_message]
+            await self.runners[name].run(records, message.consumer)
+
+    async def start(self) -> None:
+        s = self.settings
+        lookup = None if s.mongodb_lookup == "auto" else Lookup(s.mongodb_lookup)
+        store = Store.connect(
+            s.mongodb_uri.get_secret_value(), s.mongodb_database, lookup=lookup
+        )
+        chosen = await store.detect()
+        await store.ensure_indexes()
+        await ensure_topics(s.kafka_bootstrap_servers, s.topics, s.partitions)
+        producer = make_producer(s.kafka_bootstrap_servers)
+        await producer.start()
+        self.ctx = Context(settings=s, store=store, producer=producer)
+        for name in self.names:
+            worker = WORKERS[name](self.ctx)
+            self.runners[name] = Runner(
+                worker,
+                producer,
+                s.topics.dlq,
+                retry_initial_s=s.retry_initial_s,
+                retry_max_s=s.retry_max_s,
+                record_attempts=s.record_attempts,
+                stopping=self.stopping,
+            )
+        if "status" in self.names:
+            self.tasks.append(asyncio.create_task(self._sweep_parked()))
+        log.info(
+            "process.started",
+            workers=self.names,
+            lookup=chosen.value,
+            database=s.mongodb_database,
+            topic_prefix=s.topic_prefix,
+        )
+
+    async def begin_shutdown(self) -> None:
+        # FastStream waits up to the grace period for in-flight batches; a
+        # batch still retrying a dead store after that is abandoned unacked.
+        asyncio.get_running_loop().call_later(
+            self.settings.shutdown_grace_s, self.stopping.set
+        )
+
+    async def stop(self) -> None:
+        self.stopping.set()
+        for task in self.tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.ctx is not None:
+            await self.ctx.producer.stop()
+            await self.ctx.store.close()
+        log.info("process.stopped", workers=self.names)
+
+    async def _sweep_parked(self) -> None:
+        """Dead-letter records that waited longer than the bound."""
+        s = self.settings
+        assert self.ctx is not None
+        runner = self.runners["status"]
+        while not self.stopping.is_set():
+            await asyncio.sleep(s.park_sweep_s)
+            try:
+                limit = datetime.now(UTC) - timedelta(seconds=s.park_timeout_s)
+                expired = await self.ctx.parking.older_than(limit)
+                if not expired:
+                    continue
+                await runner.dead_letter(
+                    [
+                        Rejected(
+                            Record(
+                                topic=p.topic,
+                                partition=p.partition,
+                                offset=p.offset,
+                                key=p.key,
+                                value=p.value,
+                                headers=p.headers,
+                                timestamp_ms=int(p.parked_at.timestamp() * 1000),
+                            ),
+                            f"waited {s.park_timeout_s:g} s for "
+                            f"{', '.join(p.missing)}, which never arrived",
+                            "MissingReference",
+                        )
+                        for p in expired
+                    ]
+                )
+                await self.ctx.parking.remove(p.id for p in expired)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("parked.sweep_failed", error=str(error))
+
+
+def build_app(settings: Settings, names: Sequence[str]) -> tuple[FastStream, Process]:
+    """A FastStream app running the named workers in this process."""
+    process = Process(settings, names)
+    app = FastStream(
+        process.broker,
+        on_startup=[process.start],
+        on_shutdown=[process.begin_shutdown],
+        after_shutdown=[process.stop],
+        logger=None,
+    )
+
+    return app, process

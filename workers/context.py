@@ -1,0 +1,70 @@
+"""What every worker is handed: settings, repositories and the producer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaProducer
+
+from contracts import Topics
+from storage import (
+    ConversationRepository,
+    MessageRepository,
+    ParkingRepository,
+    Store,
+    UserRepository,
+)
+from workers.kafka import Headers
+from workers.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A record to publish."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: Headers = ()
+
+
+@dataclass
+class Context:
+    """The shared parts of one worker process, built by the composition root."""
+
+    settings: Settings
+    store: Store
+    producer: AIOKafkaProducer
+    users: UserRepository = field(init=False)
+    conversations: ConversationRepository = field(init=False)
+    messages: MessageRepository = field(init=False)
+    parking: ParkingRepository = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.users = UserRepository(self.store)
+        self.conversations = ConversationRepository(self.store)
+        self.messages = MessageRepository(self.store)
+        self.parking = ParkingRepository(self.store)
+
+    @property
+    def topics(self) -> Topics:
+        return self.settings.topics
+
+    async def publish(self, records: Sequence[Outgoing]) -> None:
+        """Send in order and wait until the broker has acknowledged every one.
+
+        One idempotent producer keeps the order of records that share a key,
+        since they go to one partition through one in-order connection.
+        """
+        futures = [
+            await self.producer.send(
+                r.topic,
+                value=r.value,
+                key=r.key,
+                headers=[(k, v if v is not None else b"") for k, v in r.headers],
+            )
+            for r in records
+        ]
+        await asyncio.gather(*futures)

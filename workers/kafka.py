@@ -1,0 +1,199 @@
+"""Kafka plumbing shared by every worker: records, producer, topics, commits."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.structs import OffsetAndMetadata, TopicPartition
+from faststream.message import StreamMessage
+
+from contracts import Topics
+
+Headers = tuple[tuple[str, bytes | None], ...]
+
+DLQ_MAX_BYTES = 4 * 1024 * 1024
+"""The dead-letter topic takes records larger than any inbound topic does, so
+that a record the broker accepted always fits, with its reason, in the DLQ."""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One consumed Kafka record, kept exactly as it arrived."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+    timestamp_ms: int
+
+    @classmethod
+    def from_consumer(cls, raw: ConsumerRecord[Any, Any]) -> Record:
+        return cls(
+            topic=raw.topic,
+            partition=raw.partition,
+            offset=raw.offset,
+            key=raw.key,
+            value=raw.value,
+            headers=tuple((k, v) for k, v in raw.headers),
+            timestamp_ms=raw.timestamp,
+        )
+
+    def header(self, name: str) -> bytes | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+
+def _readable(headers: Iterable[tuple[str, bytes | None]]) -> list[tuple[str, bytes]]:
+    # FastStream decodes every header value strictly as UTF-8 and fails the
+    # whole batch on one bad value; hand it a lossless-enough view instead.
+    # Courier itself reads the untouched originals from ``raw_message``.
+    clean = []
+    for key, value in headers:
+        text = b"" if value is None else value
+        try:
+            text.decode("utf-8")
+        except UnicodeDecodeError:
+            text = text.decode("utf-8", "replace").encode("utf-8")
+        clean.append((key, text))
+
+    return clean
+
+
+async def lenient_parser(
+    raw: Any, original: Callable[[Any], Awaitable[StreamMessage[Any]]]
+) -> StreamMessage[Any]:
+    """Parse a batch whatever its headers hold, keeping the original records."""
+    records = raw if isinstance(raw, tuple) else (raw,)
+    cleaned = tuple(
+        dataclasses.replace(r, headers=_readable(r.headers)) for r in records
+    )
+    message = await original(cleaned if isinstance(raw, tuple) else cleaned[0])
+    message.raw_message = raw
+
+    return message
+
+
+async def raw_decoder(
+    message: StreamMessage[Any], original: Callable[..., Awaitable[Any]]
+) -> Any:
+    """Skip FastStream's JSON decoding: workers parse each record themselves."""
+    return message.body
+
+
+def make_producer(bootstrap: str, *, client_id: str = "courier") -> AIOKafkaProducer:
+    """An idempotent, acks=all producer: a retried send never reorders or doubles."""
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        max_request_size=DLQ_MAX_BYTES + 64 * 1024,
+        request_timeout_ms=30_000,
+    )
+
+
+async def commit(
+    consumer: AIOKafkaConsumer, records: Sequence[Record | ConsumerRecord[Any, Any]]
+) -> dict[TopicPartition, int]:
+    """Commit, per partition, the offset after the last of ``records``."""
+    nxt: dict[TopicPartition, int] = {}
+    for r in records:
+        tp = TopicPartition(r.topic, r.partition)
+        nxt[tp] = max(nxt.get(tp, 0), r.offset + 1)
+    if nxt:
+        await consumer.commit({tp: OffsetAndMetadata(o, "") for tp, o in nxt.items()})
+
+    return nxt
+
+
+async def _await_leaders(
+    admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = 30.0
+) -> None:
+    """Wait until every partition of ``names`` has a leader, so that the first
+    produce does not bounce off a partition that is still being created."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        described = await admin.describe_topics(names)
+        ready = all(
+            t.get("error_code", 0) == 0
+            and t.get("partitions")
+            and all(p.get("leader", -1) >= 0 for p in t["partitions"])
+            for t in described
+        )
+        if ready or asyncio.get_running_loop().time() > deadline:
+            return
+        await asyncio.sleep(0.1)
+
+
+def rewind(
+    consumer: AIOKafkaConsumer, records: Sequence[Record | ConsumerRecord[Any, Any]]
+) -> None:
+    """Seek each partition back to the first of ``records``, to fetch them again."""
+    first: dict[TopicPartition, int] = {}
+    for r in records:
+        tp = TopicPartition(r.topic, r.partition)
+        first[tp] = min(first.get(tp, r.offset), r.offset)
+    for tp, offset in first.items():
+        if tp in consumer.assignment():
+            consumer.seek(tp, offset)
+
+
+async def ensure_topics(bootstrap: str, topics: Topics, partitions: int) -> list[str]:
+    """Create Courier's topics if missing; return the names it created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="courier-admin")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(
+                name,
+                num_partitions=partitions,
+                replication_factor=1,
+                topic_configs=(
+                    {"max.message.bytes": str(DLQ_MAX_BYTES + 64 * 1024)}
+                    if name == topics.dlq
+                    else {}
+                ),
+            )
+            for name in topics.all
+            if name not in existing
+        ]
+        if wanted:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(wanted)
+            await _await_leaders(admin, [t.name for t in wanted])
+    finally:
+        await admin.close()
+
+    return [t.name for t in wanted]
+
+
+async def topic_size(bootstrap: str, topic: str) -> int:
+    """How many records ``topic`` holds now (end minus start, over partitions)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        await consumer.topics()
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in parts]
+        if not tps:
+            return 0
+        ends = await consumer.end_offsets(tps)
+        starts = await consumer.beginning_offsets(tps)
+    finally:
+        await consumer.stop()
+
+    return sum(ends[tp] - starts[tp] for tp in tps)

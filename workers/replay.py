@@ -1,0 +1,293 @@
+"""Replay real chat exports as upstream services would publish them.
+
+IRC logs (the format of ``irc/*/*.ascii.txt``): a channel becomes a group
+conversation, a nick a user, each line a message (``<nick>`` TEXT, ``* nick``
+ACTION, ``-bot-`` NOTICE) and ``=== a is now known as b`` an update of the
+existing user's display name, not a message. Reply links from the
+``*.annotation.txt`` file beside a log become ``reply_to_id``.
+
+The logs have no receipts, so receipts are **derived** and marked
+``derived: true``: a nick that posts has read the messages posted since its
+own previous post (at most :data:`READ_WINDOW` of them). The times are
+treated as UTC, as the data's notes say.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from contracts import (
+    ConversationKind,
+    ConversationUpserted,
+    MessageSubmitted,
+    MessageType,
+    ReceiptReported,
+    ReceiptStatus,
+    Topics,
+    UserUpserted,
+)
+
+LINE = re.compile(
+    r"^(\S+) (\d{4}-\d\d-\d\d) (?:\[(\d\d:\d\d(?::\d\d)?)\] ?)?"
+    r"(?:<([^>]+)> ?(.*)|\s*\* (\S+) (.*)|-([^-]+)- (.*)|(===.*))\s*$"
+)
+RENAME = re.compile(r"^=== (\S+) is now known as (\S+)$")
+READ_WINDOW = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """One record to publish: which topic, its key and its event."""
+
+    topic: str
+    key: str
+    event: BaseModel
+
+
+@dataclass
+class Plan:
+    """Everything a replay publishes, in publish order, with counts."""
+
+    directory: list[Planned] = field(default_factory=list)
+    """Users and conversations as they first appear: publish these first."""
+    traffic: list[Planned] = field(default_factory=list)
+    """Messages, receipts and renames, in the logs' order."""
+    messages: int = 0
+    receipts: int = 0
+    users: int = 0
+    user_updates: int = 0
+    conversations: int = 0
+    skipped_lines: int = 0
+    message_ids: list[str] = field(default_factory=list)
+
+    @property
+    def records(self) -> list[Planned]:
+        return self.directory + self.traffic
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "users": self.users,
+            "user_updates": self.user_updates,
+            "conversations": self.conversations,
+            "messages": self.messages,
+            "receipts_derived": self.receipts,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    number: int
+    channel: str
+    at: datetime
+    nick: str | None
+    text: str
+    kind: MessageType | None
+    rename: tuple[str, str] | None = None
+
+
+def _time(date: str, clock: str | None, last: datetime | None) -> datetime:
+    if clock is None:
+        if last is not None:
+            return last
+        return datetime.fromisoformat(date).replace(tzinfo=UTC)
+    fmt = "%Y-%m-%d %H:%M:%S" if clock.count(":") == 2 else "%Y-%m-%d %H:%M"
+
+    return datetime.strptime(f"{date} {clock}", fmt).replace(tzinfo=UTC)
+
+
+def parse_irc(path: Path) -> Iterator[Line]:
+    """Yield every line of one IRC log; a line that does not parse raises."""
+    last: datetime | None = None
+    with path.open(encoding="utf-8") as lines:
+        for number, raw in enumerate(lines):
+            # Most lines end in one space that is not part of the text.
+            m = LINE.match(raw.rstrip("\n").rstrip(" "))
+            if m is None:
+                raise ValueError(f"{path.name}:{number + 1} is not an IRC log line")
+            channel, date, clock = m.group(1), m.group(2), m.group(3)
+            at = _time(date, clock, last)
+            last = at
+            if m.group(4) is not None:
+                yield Line(
+                    number, channel, at, m.group(4), m.group(5), MessageType.TEXT
+                )
+            elif m.group(6) is not None:
+                yield Line(
+                    number, channel, at, m.group(6), m.group(7), MessageType.ACTION
+                )
+            elif m.group(8) is not None:
+                yield Line(
+                    number, channel, at, m.group(8), m.group(9), MessageType.NOTICE
+                )
+            else:
+                system = m.group(10).strip()
+                r = RENAME.match(system)
+                yield Line(
+                    number,
+                    channel,
+                    at,
+                    None,
+                    system,
+                    None,
+                    rename=(r.group(1), r.group(2)) if r else None,
+                )
+
+
+def _replies(path: Path) -> dict[int, int]:
+    """Line -> the line it replies to (the latest parent where there are two)."""
+    notes = path.with_name(path.name.replace(".ascii.txt", ".annotation.txt"))
+    parents: dict[int, int] = {}
+    if not notes.exists():
+        return parents
+    for raw in notes.read_text(encoding="utf-8").splitlines():
+        parts = raw.split()
+        if len(parts) < 2:
+            continue
+        a, b = sorted((int(parts[0]), int(parts[1])))
+        if a != b:
+            parents[b] = max(parents.get(b, a), a)
+
+    return parents
+
+
+class _Nicks:
+    """Nick to user id; a rename keeps the id of the user who had the nick."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, str] = {}
+        self.created: dict[str, tuple[str, datetime]] = {}
+
+    def user(self, nick: str, at: datetime) -> str:
+        if nick not in self.ids:
+            uid = f"irc:{nick}"
+            self.ids[nick] = uid
+            self.created.setdefault(uid, (nick, at))
+        return self.ids[nick]
+
+    def rename(self, old: str, new: str, at: datetime) -> str:
+        uid = self.user(old, at)
+        self.ids[new] = uid
+        return uid
+
+
+def irc_plan(paths: list[Path], topics: Topics) -> Plan:
+    """The events a set of IRC logs stands for, in the order to publish them."""
+    plan = Plan()
+    directory, traffic = plan.directory, plan.traffic
+    for path in sorted(paths):
+        lines = list(parse_irc(path))
+        replies = _replies(path)
+        channel = lines[0].channel if lines else path.stem
+        conversation_id = f"irc:#{channel}"
+        nicks = _Nicks()
+        bots = {ln.nick for ln in lines if ln.kind is MessageType.NOTICE and ln.nick}
+
+        last_post: dict[str, int] = {}
+        posted: list[tuple[int, str, str]] = []  # (index, message id, sender id)
+        for line in lines:
+            if line.rename is not None:
+                old, new = line.rename
+                uid = nicks.rename(old, new, line.at)
+                plan.user_updates += 1
+                traffic.append(
+                    Planned(
+                        topics.users,
+                        uid,
+                        UserUpserted(
+                            event_id=f"{uid}@{line.number}",
+                            id=uid,
+                            display_name=new,
+                            updated_at=line.at,
+                        ),
+                    )
+                )
+                continue
+            if line.nick is None or line.kind is None:
+                plan.skipped_lines += 1
+                continue
+            sender = nicks.user(line.nick, line.at)
+            message_id = f"{conversation_id}:{line.number}"
+            parent = replies.get(line.number)
+            traffic.append(
+                Planned(
+                    topics.messages,
+                    conversation_id,
+                    MessageSubmitted(
+                        event_id=f"msg:{message_id}",
+                        id=message_id,
+                        sender_id=sender,
+                        conversation_id=conversation_id,
+                        content=line.text,
+                        type=line.kind,
+                        timestamp=line.at,
+                        reply_to_id=(
+                            f"{conversation_id}:{parent}"
+                            if parent is not None
+                            else None
+                        ),
+                    ),
+                )
+            )
+            plan.messages += 1
+            plan.message_ids.append(message_id)
+            since = last_post.get(sender, max(0, len(posted) - READ_WINDOW))
+            for _, read_id, author in posted[max(since, len(posted) - READ_WINDOW) :]:
+                if author == sender:
+                    continue
+                plan.receipts += 1
+                traffic.append(
+                    Planned(
+                        topics.receipts,
+                        conversation_id,
+                        ReceiptReported(
+                            event_id=f"read:{read_id}:{sender}",
+                            message_id=read_id,
+                            conversation_id=conversation_id,
+                            recipient_id=sender,
+                            status=ReceiptStatus.READ,
+                            timestamp=line.at,
+                            derived=True,
+                        ),
+                    )
+                )
+            posted.append((len(posted), message_id, sender))
+            last_post[sender] = len(posted)
+
+        for uid, (nick, first_seen) in nicks.created.items():
+            directory.append(
+                Planned(
+                    topics.users,
+                    uid,
+                    UserUpserted(
+                        event_id=f"{uid}@created",
+                        id=uid,
+                        display_name=nick,
+                        is_bot=nick in bots,
+                        updated_at=first_seen,
+                    ),
+                )
+            )
+            plan.users += 1
+        directory.append(
+            Planned(
+                topics.conversations,
+                conversation_id,
+                ConversationUpserted(
+                    event_id=f"{conversation_id}@created",
+                    id=conversation_id,
+                    title=f"#{channel}",
+                    kind=ConversationKind.GROUP,
+                    participant_ids=sorted(nicks.created),
+                    updated_at=lines[0].at,
+                ),
+            )
+        )
+        plan.conversations += 1
+
+    return plan

@@ -1,0 +1,210 @@
+"""The status worker: messages and receipts into ``messages``, status advanced.
+
+A submitted message is stored and becomes ``SENT``; receipts raise it as the
+roll-up of its recipients' progress (see :mod:`contracts.status`). Each batch
+is one read and one conditional write per message touched. After the write,
+every message owed a DTO is announced on the internal changes topic, and only
+then are the input offsets committed: a crash in between repeats the
+announcement, never loses it, because the outbox in the document says what
+is still owed.
+
+A message whose sender or conversation is not stored yet is parked (see
+:mod:`storage.parking`); a receipt that comes before its message is kept on a
+``PENDING`` document and counts once the message arrives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import structlog
+
+from contracts import (
+    ContractError,
+    MessageChanged,
+    MessageSubmitted,
+    ReceiptReported,
+    decode,
+    encode,
+)
+from storage import (
+    MessageState,
+    ParkedRecord,
+    WriteConflict,
+    apply_receipt,
+    apply_submitted,
+    new_state,
+)
+from workers.context import Context, Outgoing
+from workers.kafka import Record
+from workers.runtime import Rejected
+
+log = structlog.get_logger("courier.status")
+
+Event = MessageSubmitted | ReceiptReported
+MAX_RACES = 20
+
+
+class StatusWorker:
+    name = "status"
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def _decode(
+        self, records: Sequence[Record]
+    ) -> tuple[list[tuple[Record, Event]], list[Rejected]]:
+        events: list[tuple[Record, Event]] = []
+        rejected: list[Rejected] = []
+        for record in records:
+            try:
+                event: Event
+                if record.topic == self.ctx.topics.messages:
+                    event = decode(MessageSubmitted, record.value)
+                else:
+                    event = decode(ReceiptReported, record.value)
+            except ContractError as error:
+                rejected.append(Rejected(record, str(error), type(error).__name__))
+                continue
+            events.append((record, event))
+
+        return events, rejected
+
+    async def _missing_refs(
+        self, submissions: Sequence[MessageSubmitted]
+    ) -> tuple[dict[str, tuple[str, ...]], dict[str, list[str]]]:
+        """Participants per known conversation, and what each message lacks."""
+        conversations = await self.ctx.conversations.get_many(
+            [s.conversation_id for s in submissions]
+        )
+        users = await self.ctx.users.get_many([s.sender_id for s in submissions])
+        participants = {
+            cid: tuple(doc["participant_ids"]) for cid, doc in conversations.items()
+        }
+        missing: dict[str, list[str]] = {}
+        for s in submissions:
+            lacks = []
+            if s.sender_id not in users:
+                lacks.append(f"user:{s.sender_id}")
+            if s.conversation_id not in participants:
+                lacks.append(f"conversation:{s.conversation_id}")
+            if lacks:
+                missing[s.event_id] = lacks
+
+        return participants, missing
+
+    async def _park(
+        self, events: list[tuple[Record, Event]], missing: dict[str, list[str]]
+    ) -> None:
+        now = datetime.now(UTC)
+        await self.ctx.parking.park(
+            [
+                ParkedRecord(
+                    topic=r.topic,
+                    partition=r.partition,
+                    offset=r.offset,
+                    key=r.key,
+                    value=r.value,
+                    headers=r.headers,
+                    missing=tuple(missing[e.event_id]),
+                    parked_at=now,
+                )
+                for r, e in events
+            ]
+        )
+        log.info("messages.parked", records=len(events))
+
+    async def handle(self, records: Sequence[Record]) -> list[Rejected]:
+        events, rejected = self._decode(records)
+        submissions = [e for _, e in events if isinstance(e, MessageSubmitted)]
+        participants, missing = await self._missing_refs(submissions)
+        if missing:
+            waiting = [(r, e) for r, e in events if e.event_id in missing]
+            await self._park(waiting, missing)
+            # The directory may have stored the entity between our read and
+            # the park; look again so that such a record is not left waiting.
+            participants, missing = await self._missing_refs(submissions)
+            back = [(r, e) for r, e in waiting if e.event_id not in missing]
+            if back:
+                await self.ctx.parking.remove(
+                    f"{r.topic}:{r.partition}:{r.offset}" for r, _ in back
+                )
+            events = [(r, e) for r, e in events if e.event_id not in missing]
+
+        by_message: dict[str, list[Event]] = {}
+        for _, event in events:
+            key = event.id if isinstance(event, MessageSubmitted) else event.message_id
+            by_message.setdefault(key, []).append(event)
+
+        final, mismatched = await self._apply(by_message, participants)
+        rejected.extend(
+            Rejected(r, mismatched[e.event_id], "ValidationFailed")
+            for r, e in events
+            if e.event_id in mismatched
+        )
+        await self._announce(final)
+
+        return rejected
+
+    async def _apply(
+        self,
+        by_message: dict[str, list[Event]],
+        participants: dict[str, tuple[str, ...]],
+    ) -> tuple[list[MessageState], dict[str, str]]:
+        """Apply each message's events and write it, winning every race."""
+        final: dict[str, MessageState] = {}
+        mismatched: dict[str, str] = {}
+        pending = dict(by_message)
+        for _ in range(MAX_RACES):
+            if not pending:
+                break
+            stored = await self.ctx.messages.load_many(pending)
+            changed: list[MessageState] = []
+            for message_id, evs in pending.items():
+                before = stored.get(message_id)
+                state = before or new_state(message_id, evs[0].conversation_id)
+                for event in evs:
+                    if event.conversation_id != state.conversation_id:
+                        mismatched[event.event_id] = (
+                            f"message {message_id} belongs to conversation "
+                            f"{state.conversation_id}, not {event.conversation_id}"
+                        )
+                    elif isinstance(event, MessageSubmitted):
+                        state = apply_submitted(
+                            state, event, participants.get(event.conversation_id)
+                        )
+                    else:
+                        state = apply_receipt(state, event)
+                if state != before:
+                    changed.append(state)
+                else:
+                    final[message_id] = state
+            result = await self.ctx.messages.save_many(changed)
+            final.update((s.id, s) for s in result.saved)
+            pending = {i: pending[i] for i in result.conflicts}
+        if pending:
+            raise WriteConflict(
+                f"{len(pending)} messages kept changing under this worker; "
+                "the batch will be retried"
+            )
+
+        return list(final.values()), mismatched
+
+    async def _announce(self, states: Sequence[MessageState]) -> None:
+        changes = [
+            Outgoing(
+                topic=self.ctx.topics.message_changes,
+                key=s.conversation_id.encode(),
+                value=encode(
+                    MessageChanged(
+                        message_id=s.id,
+                        conversation_id=s.conversation_id,
+                        version=s.version,
+                    )
+                ),
+            )
+            for s in states
+            if s.submission is not None and s.unpublished
+        ]
+        await self.ctx.publish(changes)

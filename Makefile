@@ -1,0 +1,61 @@
+# One task runner for people and CI alike. `make demo` and `make test` install
+# and start whatever they need; everything they build lives in ignored folders.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: help install services up down status demo test test-unit test-integration lint format clean
+
+help:
+	@echo "make demo     replay the real IRC logs through the pipeline and report"
+	@echo "make test     run the unit and integration tests against real services"
+	@echo "make up/down  start/stop the local Kafka broker and FerretDB store"
+	@echo "make lint     ruff, ruff format --check, mypy --strict"
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(STAMP)
+
+services:
+	@deploy/local/build.sh kafka
+	@deploy/local/build.sh ferretdb
+
+up: install services
+	$(BIN)/courier up
+
+down:
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m deploy.local.services down; \
+	else $(PYTHON) -m deploy.local.services down; fi
+
+status: install
+	$(BIN)/courier status
+
+demo: up
+	$(BIN)/courier demo
+
+test: up
+	$(BIN)/pytest
+
+test-unit: install
+	$(BIN)/pytest tests/unit
+
+test-integration: up
+	$(BIN)/pytest tests/integration
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy --strict contracts storage workers deploy tests
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean: down
+	rm -rf .local $(VENV)

@@ -233,7 +233,12 @@ class Store:
         }
         async with translated():
             for name, indexes in plan.items():
-                await self.db[name].create_indexes(indexes)
+                # Only create what is missing: FerretDB v1 panics on a second
+                # createIndexes of an index that already exists.
+                have = {i["name"] async for i in await self.db[name].list_indexes()}
+                missing = [i for i in indexes if i.document["name"] not in have]
+                if missing:
+                    await self.db[name].create_indexes(missing)
 
     async def close(self) -> None:
         await self.client.close()

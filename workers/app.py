@@ -30,11 +30,14 @@ from workers.kafka import (
     make_producer,
     raw_decoder,
 )
-from workers.runtime import Rejected, Runner
+from workers.runtime import TRANSIENT, Rejected, Runner
 from workers.settings import Settings
 from workers.status import StatusWorker
 
 log = structlog.get_logger("courier.app")
+
+STARTUP_PATIENCE_S = 60.0
+"""How long a starting worker waits for the store and the broker to answer."""
 
 
 WORKERS: dict[str, type[DirectoryWorker | StatusWorker | EnrichmentWorker]] = {
@@ -104,15 +107,31 @@ class Process:
             records = [Record.from_consumer(r) for r in message.raw_message]
             await self.runners[name].run(records, message.consumer)
 
+    async def _prepare(self, store: Store) -> Lookup:
+        """Ask the store what it is, create indexes and topics; retry blips."""
+        s = self.settings
+        deadline = asyncio.get_running_loop().time() + STARTUP_PATIENCE_S
+        attempt = 0
+        while True:
+            try:
+                chosen = await store.detect()
+                await store.ensure_indexes()
+                await ensure_topics(s.kafka_bootstrap_servers, s.topics, s.partitions)
+                return chosen
+            except TRANSIENT as error:
+                attempt += 1
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                log.warning("process.start_retrying", error=str(error), attempt=attempt)
+                await asyncio.sleep(min(s.retry_max_s, s.retry_initial_s * 2**attempt))
+
     async def start(self) -> None:
         s = self.settings
         lookup = None if s.mongodb_lookup == "auto" else Lookup(s.mongodb_lookup)
         store = Store.connect(
             s.mongodb_uri.get_secret_value(), s.mongodb_database, lookup=lookup
         )
-        chosen = await store.detect()
-        await store.ensure_indexes()
-        await ensure_topics(s.kafka_bootstrap_servers, s.topics, s.partitions)
+        chosen = await self._prepare(store)
         producer = make_producer(s.kafka_bootstrap_servers)
         await producer.start()
         self.ctx = Context(settings=s, store=store, producer=producer)

@@ -93,9 +93,10 @@ class Line:
 
 def _time(date: str, clock: str | None, last: datetime | None) -> datetime:
     if clock is None:
-        if last is not None:
-            return last
-        return datetime.fromisoformat(date).replace(tzinfo=UTC)
+        # A system line has a date but no time: it happened after the line
+        # before it, or at the start of its day if that line was earlier.
+        day = datetime.fromisoformat(date).replace(tzinfo=UTC)
+        return last if last is not None and last >= day else day
     fmt = "%Y-%m-%d %H:%M:%S" if clock.count(":") == 2 else "%Y-%m-%d %H:%M"
 
     return datetime.strptime(f"{date} {clock}", fmt).replace(tzinfo=UTC)

@@ -167,6 +167,72 @@ def topics_create() -> None:
         typer.echo(f"{name:45} {mark} ({s.partitions} partitions)")
 
 
+@dlq_app.command("list")
+def dlq_list(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object a line.")
+    ] = False,
+) -> None:
+    """List the dead letters: where each came from and why."""
+    from workers.dlq import read_dead_letters
+
+    s = settings()
+    letters = run_async(
+        lambda: read_dead_letters(s.kafka_bootstrap_servers, s.topics.dlq)
+    )
+    for letter in letters:
+        row = {
+            "ref": letter.ref,
+            "topic": letter.meta("topic"),
+            "partition": letter.meta("partition"),
+            "offset": letter.meta("offset"),
+            "worker": letter.meta("worker"),
+            "error": letter.meta("error"),
+            "reason": letter.meta("reason"),
+            "bytes": len(letter.value or b""),
+        }
+        if as_json:
+            typer.echo(json.dumps(row, ensure_ascii=False))
+        else:
+            typer.echo(
+                f"{row['ref']:>8}  {row['topic']}[{row['partition']}]@{row['offset']}"
+                f"  {row['error']}: {row['reason']}"
+            )
+    if not as_json:
+        typer.echo(f"{len(letters)} dead letters in {s.topics.dlq}")
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    refs: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="PARTITION:OFFSET of each dead letter, as `dlq list` shows."
+        ),
+    ] = None,
+    replay_all: Annotated[
+        bool, typer.Option("--all", help="Replay every one.")
+    ] = False,
+) -> None:
+    """Publish chosen dead letters again to their original topic."""
+    from workers.dlq import read_dead_letters, replay
+
+    if not refs and not replay_all:
+        raise fail("Name dead letters as PARTITION:OFFSET, or pass --all.")
+    s = settings()
+    letters = run_async(
+        lambda: read_dead_letters(s.kafka_bootstrap_servers, s.topics.dlq)
+    )
+    chosen = letters if replay_all else [x for x in letters if x.ref in set(refs or [])]
+    unknown = set(refs or []) - {x.ref for x in letters}
+    if unknown:
+        raise fail(
+            f"No dead letter at {', '.join(sorted(unknown))}; see `courier dlq list`."
+        )
+    count = run_async(lambda: replay(s.kafka_bootstrap_servers, chosen))
+    typer.echo(f"replayed {count} dead letters to their original topics")
+
+
 @app.command()
 def demo(
     logs: Annotated[

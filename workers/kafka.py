@@ -11,7 +11,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 from faststream.message import StreamMessage
 
@@ -181,16 +181,27 @@ async def ensure_topics(bootstrap: str, topics: Topics, partitions: int) -> list
     return [t.name for t in wanted]
 
 
+async def partitions_of(bootstrap: str, topic: str) -> list[TopicPartition]:
+    """The partitions of ``topic``; raise if the broker does not know it."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="courier-admin")
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    found = [t for t in described if t.get("topic") == topic and not t["error_code"]]
+    if not found:
+        raise KafkaError(f"topic {topic} does not exist")
+
+    return sorted(TopicPartition(topic, p["partition"]) for p in found[0]["partitions"])
+
+
 async def topic_size(bootstrap: str, topic: str) -> int:
     """How many records ``topic`` holds now (end minus start, over partitions)."""
+    tps = await partitions_of(bootstrap, topic)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
     await consumer.start()
     try:
-        await consumer.topics()
-        parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in parts]
-        if not tps:
-            return 0
         ends = await consumer.end_offsets(tps)
         starts = await consumer.beginning_offsets(tps)
     finally:

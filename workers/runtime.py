@@ -18,6 +18,7 @@ delivery guarantees:
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -79,7 +80,7 @@ def dlq_headers(rejected: Rejected, worker: str) -> list[tuple[str, bytes]]:
     # send a null header value back, so replay restores them from this list.
     nulls = [k for k, v in r.headers if v is None]
     if nulls:
-        meta["courier.dlq.null_headers"] = ",".join(nulls)
+        meta["courier.dlq.null_headers"] = json.dumps(nulls)
 
     return [*original, *((k, v.encode("utf-8")) for k, v in meta.items())]
 

@@ -1,0 +1,107 @@
+"""Reading and replaying the dead-letter topic."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition
+
+from workers.kafka import Headers, make_producer
+
+PREFIX = "courier.dlq."
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One record of the dead-letter topic, with where it came from and why."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+
+    def meta(self, name: str) -> str:
+        for k, v in self.headers:
+            if k == PREFIX + name:
+                return (v or b"").decode("utf-8", "replace")
+        return ""
+
+    @property
+    def ref(self) -> str:
+        return f"{self.partition}:{self.offset}"
+
+    def original_headers(self) -> list[tuple[str, bytes | None]]:
+        """The record's own headers, null values restored."""
+        nulls = set(json.loads(self.meta("null_headers") or "[]"))
+        return [
+            (k, None if k in nulls else v)
+            for k, v in self.headers
+            if not k.startswith(PREFIX)
+        ]
+
+
+async def read_dead_letters(bootstrap: str, topic: str) -> list[DeadLetter]:
+    """Every record the dead-letter topic holds now, oldest first per partition."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+    )
+    await consumer.start()
+    letters: list[DeadLetter] = []
+    try:
+        await consumer.topics()
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        await consumer.seek_to_beginning(*tps)
+        remaining = {tp for tp in tps if ends[tp] > await consumer.position(tp)}
+        while remaining:
+            batch = await consumer.getmany(*remaining, timeout_ms=1000)
+            for records in batch.values():
+                letters.extend(
+                    DeadLetter(
+                        r.partition,
+                        r.offset,
+                        r.key,
+                        r.value,
+                        tuple((k, v) for k, v in r.headers),
+                    )
+                    for r in records
+                )
+            for tp in list(remaining):
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()
+
+    return letters
+
+
+async def replay(bootstrap: str, letters: list[DeadLetter]) -> int:
+    """Publish each dead letter again to its original topic, as it arrived."""
+    producer = make_producer(bootstrap, client_id="courier-dlq-replay")
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(
+                letter.meta("topic"),
+                value=letter.value,
+                key=letter.key,
+                headers=[
+                    (k, v if v is not None else b"")
+                    for k, v in letter.original_headers()
+                ],
+            )
+            for letter in letters
+        ]
+        for future in futures:
+            await future
+    finally:
+        await producer.stop()
+
+    return len(letters)

@@ -16,12 +16,12 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.structs import TopicPartition
 from pydantic import BaseModel
 
 from contracts import encode
 from storage import Store
 from workers.app import build_app
+from workers.kafka import partitions_of
 from workers.log import configure
 from workers.settings import Settings
 
@@ -136,6 +136,8 @@ async def read_all(
 
 async def committed_lag(settings: Settings, group: str, topic: str) -> int:
     """End offsets minus the group's committed offsets, summed over partitions."""
+    tps = await partitions_of(settings.kafka_bootstrap_servers, topic)
+    assert tps, f"{topic} has no partitions"
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None
@@ -144,9 +146,6 @@ async def committed_lag(settings: Settings, group: str, topic: str) -> int:
     await consumer.start()
     try:
         committed = await admin.list_consumer_group_offsets(group)
-        await consumer.topics()
-        parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in parts]
         ends = await consumer.end_offsets(tps)
     finally:
         await consumer.stop()

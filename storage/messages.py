@@ -4,7 +4,7 @@ What the repository promises:
 
 * **Keyed by id, written once per batch.** :meth:`MessageRepository.save_many`
   writes each changed state with one conditional write: an insert for a new
-  message, or a replace guarded by the revision that was read. A concurrent
+  message, or an update guarded by the revision that was read. A concurrent
   writer (another worker during a rebalance) makes the guard fail; the
   message comes back as a conflict for the caller to re-read and apply again,
   and no duplicate-key error escapes.
@@ -12,12 +12,17 @@ What the repository promises:
   at most the new one, so even a wrong caller cannot lower a status.
 
   Known gap, FerretDB only: FerretDB v1 makes any filter beyond ``_id`` scan
-  the collection, so there the replace is guarded by ``_id`` alone. Inserts
-  still race safely (the loser gets a duplicate key and re-reads), and a
-  message has one writer at a time because its events share a key and so a
-  partition; two writers could only overlap on one message while a
-  rebalance moves that partition. The read-back below still reports a
-  write that another writer overwrote. Real MongoDB gets the full guard.
+  the collection, so there the update is guarded by ``_id`` alone. Inserts
+  still race safely (the loser gets a duplicate key and re-reads), and the
+  status fields of a message have one writer at a time because its events
+  share a key and so a partition; two status writers could only overlap on
+  one message while a rebalance moves that partition. The read-back below
+  still reports a write that another writer overwrote. Real MongoDB gets the
+  full guard.
+* **Two owners, disjoint fields.** The status worker writes the message and
+  its status and adds versions to the outbox; the enrichment worker only
+  removes versions from it and raises ``published_version``. Neither write
+  touches the other's fields, so neither can undo the other.
 * **An outbox.** Each document lists the versions whose DTO is still owed;
   :meth:`MessageRepository.mark_published` removes them once the DTOs are
   confirmed on Kafka, so a crash in between only repeats a DTO, never loses one.
@@ -26,15 +31,17 @@ What the repository promises:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pymongo.operations import InsertOne, ReplaceOne, UpdateOne
+from pymongo.operations import InsertOne, UpdateOne
 
 from contracts import MessageType, Progress, Status
 from storage.mongo import Document, Store, WriteOp, bulk_write, find_by_ids
 from storage.state import MessageState, Submission
+
+_SHARED = frozenset({"_id", "outbox", "published_version"})
 
 
 def to_document(state: MessageState, rev: int, writer: str) -> Document:
@@ -126,11 +133,18 @@ class MessageRepository:
     async def get(self, message_id: str) -> MessageState | None:
         return (await self.load_many([message_id])).get(message_id)
 
-    async def save_many(self, states: Sequence[MessageState]) -> SaveResult:
+    async def save_many(
+        self,
+        states: Sequence[MessageState],
+        reached: Mapping[str, Sequence[int]] | None = None,
+    ) -> SaveResult:
         """Write each state with a guard on the revision it was read at.
 
-        Returns the states as stored (with their new revision) and the ids
-        that lost a race and must be re-read and applied again.
+        ``reached`` names, per message, the versions this write reached; they
+        are added to the outbox, which the enrichment worker empties, so this
+        write never puts back a version whose DTO is already out. Returns the
+        states as stored (with their new revision) and the ids that lost a
+        race and must be re-read and applied again.
         """
         if not states:
             return SaveResult(saved=[], conflicts=[])
@@ -140,11 +154,18 @@ class MessageRepository:
             doc = to_document(state, state.rev + 1, writer)
             if state.rev == 0:
                 ops.append(InsertOne(doc))
-            else:
-                guard: dict[str, Any] = {"_id": state.id}
-                if self.store.guarded_writes:
-                    guard |= {"rev": state.rev, "version": {"$lte": state.version}}
-                ops.append(ReplaceOne(guard, doc))
+                continue
+            guard: dict[str, Any] = {"_id": state.id}
+            if self.store.guarded_writes:
+                guard |= {"rev": state.rev, "version": {"$lte": state.version}}
+            # The outbox and published_version belong to the enrichment
+            # worker once a document exists; leave them to it.
+            owned = {k: v for k, v in doc.items() if k not in _SHARED}
+            update: dict[str, Any] = {"$set": owned}
+            added = list((reached or {}).get(state.id, ()))
+            if added:
+                update["$addToSet"] = {"outbox": {"$each": added}}
+            ops.append(UpdateOne(guard, update))
         duplicates = await bulk_write(self.collection, ops, ignore_duplicates=False)
 
         # A bulk result counts matches but does not say which op missed, so
@@ -182,7 +203,6 @@ class MessageRepository:
                     # FerretDB v1 ignores a $pull with a condition without a
                     # word, so name the versions: there are at most five.
                     "$pullAll": {"outbox": list(range(1, version + 1))},
-                    "$inc": {"rev": 1},
                 },
             )
             for message_id, version in published.items()

@@ -31,6 +31,7 @@ class Report:
     published: Counter[str] = field(default_factory=Counter)
     statuses: dict[str, int] = field(default_factory=dict)
     dtos: int = 0
+    distinct_dtos: int = 0
     dto_messages: int = 0
     dead_letters: int = 0
     parked: int = 0
@@ -73,7 +74,7 @@ async def _drain_dtos(
     wanted: set[str],
     deadline: float,
     alive: Any,
-) -> tuple[dict[str, dict[str, Any]], int]:
+) -> tuple[dict[str, dict[str, Any]], int, int]:
     """Read DTOs until every message's stored version has its DTO."""
     consumer = AIOKafkaConsumer(
         settings.topics.client_messages,
@@ -84,6 +85,7 @@ async def _drain_dtos(
     )
     await consumer.start()
     latest: dict[str, dict[str, Any]] = {}
+    seen: set[tuple[str, int]] = set()
     total = 0
     messages = store.collection("messages")
     try:
@@ -97,6 +99,7 @@ async def _drain_dtos(
                 for record in records:
                     dto = MessageDTO.model_validate_json(record.value)
                     total += 1
+                    seen.add((dto.id, dto.version))
                     held = latest.get(dto.id)
                     if held is None or held["version"] < dto.version:
                         latest[dto.id] = json.loads(record.value)
@@ -106,7 +109,7 @@ async def _drain_dtos(
                     versions = messages.find({}, {"version": 1})
                     stored = {d["_id"]: d["version"] async for d in versions}
                     if all(latest[i]["version"] == stored.get(i) for i in wanted):
-                        return latest, total
+                        return latest, total, len(seen)
     finally:
         await consumer.stop()
     missing = len(wanted - latest.keys())
@@ -184,7 +187,7 @@ async def run_demo(
         await _wait_directory(store, plan.users, plan.conversations, workers)
         report.published += await publish(settings, plan.traffic)
         say(f"Published {sum(report.published.values()):,} events; waiting for DTOs...")
-        latest, total = await _drain_dtos(
+        latest, total, distinct = await _drain_dtos(
             settings,
             store,
             set(plan.message_ids),
@@ -193,6 +196,7 @@ async def run_demo(
         )
         report.elapsed_s = time.monotonic() - started
         report.dtos = total
+        report.distinct_dtos = distinct
         report.dto_messages = len(latest)
         grouped = store.collection("messages").aggregate(
             [{"$group": {"_id": "$status", "n": {"$sum": 1}}}]

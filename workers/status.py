@@ -161,6 +161,7 @@ class StatusWorker:
                 break
             stored = await self.ctx.messages.load_many(pending)
             changed: list[MessageState] = []
+            reached: dict[str, tuple[int, ...]] = {}
             for message_id, evs in pending.items():
                 before = stored.get(message_id)
                 state = before or new_state(message_id, evs[0].conversation_id)
@@ -178,9 +179,11 @@ class StatusWorker:
                         state = apply_receipt(state, event)
                 if state != before:
                     changed.append(state)
+                    had = before.outbox if before is not None else ()
+                    reached[message_id] = tuple(v for v in state.outbox if v not in had)
                 else:
                     final[message_id] = state
-            result = await self.ctx.messages.save_many(changed)
+            result = await self.ctx.messages.save_many(changed, reached)
             final.update((s.id, s) for s in result.saved)
             pending = {i: pending[i] for i in result.conflicts}
         if pending:

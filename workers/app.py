@@ -78,8 +78,10 @@ class Process:
         for name in self.names:
             self._subscribe(name)
 
-    def _topics_of(self, name: str) -> list[str]:
-        t = self.settings.topics
+    @staticmethod
+    def topics_of(settings: Settings, name: str) -> list[str]:
+        """The topics the named worker consumes."""
+        t = settings.topics
         return {
             "directory": [t.users, t.conversations],
             "status": [t.messages, t.receipts],
@@ -89,7 +91,7 @@ class Process:
     def _subscribe(self, name: str) -> None:
         s = self.settings
         subscriber = self.broker.subscriber(
-            *self._topics_of(name),
+            *self.topics_of(s, name),
             group_id=s.group(name),
             batch=True,
             max_records=s.batch_max_records,

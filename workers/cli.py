@@ -234,6 +234,170 @@ def dlq_replay(
     typer.echo(f"replayed {count} dead letters to their original topics")
 
 
+@app.command("replay")
+def replay_cmd(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="IRC logs (or a folder of them), or a Slack export folder."
+        ),
+    ],
+) -> None:
+    """Publish a real chat export as upstream services would (no workers run)."""
+    from workers.demo import publish
+    from workers.kafka import ensure_topics
+    from workers.replay import plan_for
+
+    s = settings()
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise fail(f"No such file or folder: {', '.join(missing)}.")
+    try:
+        plan = plan_for(paths, s.topics)
+    except ValueError as error:
+        raise fail(str(error)) from None
+    counts = ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in plan.counts().items())
+    typer.echo(f"Replaying {counts}.")
+
+    async def go() -> int:
+        await ensure_topics(s.kafka_bootstrap_servers, s.topics, s.partitions)
+        with typer.progressbar(length=len(plan.records), label="publishing") as bar:
+            sent = await publish(s, plan.directory, bar.update)
+            sent += await publish(s, plan.traffic, bar.update)
+        return sum(sent.values())
+
+    total = run_async(go)
+    typer.echo(f"published {total:,} events to {s.topics.prefix or ''}chat.*.v1")
+
+
+def _topic_name(name: str) -> str:
+    s = settings()
+    if name in s.topics.all:
+        return name
+    for full in s.topics.all:
+        if (
+            full.removeprefix(s.topic_prefix).removeprefix("chat.").removesuffix(".v1")
+            == name
+            or full.removeprefix(s.topic_prefix) == name
+        ):
+            return full
+    choices = ", ".join(t.removeprefix(s.topic_prefix) for t in s.topics.all)
+    raise fail(f"Unknown topic {name!r}; choose one of {choices}.")
+
+
+@app.command()
+def tail(
+    topic: Annotated[
+        str, typer.Argument(help="A Courier topic, e.g. client.messages or dlq.")
+    ],
+    from_beginning: Annotated[bool, typer.Option(help="Start at the oldest.")] = False,
+    limit: Annotated[int, typer.Option(min=0, help="Stop after N; 0: never.")] = 0,
+    timeout: Annotated[
+        float, typer.Option(min=0, help="Stop after S idle seconds; 0: never.")
+    ] = 0,
+) -> None:
+    """Print a topic's records as they arrive, decoded and indented."""
+    from aiokafka import AIOKafkaConsumer
+
+    s = settings()
+    name = _topic_name(topic)
+
+    async def go() -> None:
+        consumer = AIOKafkaConsumer(
+            name,
+            bootstrap_servers=s.kafka_bootstrap_servers,
+            group_id=None,
+            auto_offset_reset="earliest" if from_beginning else "latest",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        shown = 0
+        try:
+            while not limit or shown < limit:
+                wait = int(timeout * 1000) if timeout else 60_000
+                batch = await consumer.getmany(timeout_ms=wait, max_records=100)
+                if not batch and timeout:
+                    return
+                for records in batch.values():
+                    for r in records:
+                        _show(r.partition, r.offset, r.key, r.value, r.headers)
+                        shown += 1
+                        if limit and shown >= limit:
+                            return
+        finally:
+            await consumer.stop()
+
+    run_async(go)
+
+
+def _show(
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    headers: Any,
+) -> None:
+    head = (
+        f"[{partition}:{offset}] key={key.decode('utf-8', 'replace') if key else '-'}"
+    )
+    typer.secho(head, fg=typer.colors.CYAN)
+    meta = {k: v.decode("utf-8", "replace") for k, v in headers if v is not None}
+    if meta:
+        typer.echo(json.dumps(meta, indent=2, ensure_ascii=False))
+    try:
+        typer.echo(json.dumps(json.loads(value or b""), indent=2, ensure_ascii=False))
+    except ValueError:
+        typer.echo(repr(value))
+
+
+@app.command()
+def lag() -> None:
+    """Per worker group, topic and partition: committed offset, end and lag."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from workers.app import Process
+    from workers.kafka import partitions_of
+
+    s = settings()
+
+    async def go() -> list[tuple[str, str, int, int, int]]:
+        rows = []
+        admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap_servers)
+        consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap_servers)
+        await admin.start()
+        await consumer.start()
+        try:
+            for worker in WORKER_NAMES:
+                group = s.group(worker)
+                committed = await admin.list_consumer_group_offsets(group)
+                for topic in Process.topics_of(s, worker):
+                    tps = await partitions_of(s.kafka_bootstrap_servers, topic)
+                    ends = await consumer.end_offsets(tps)
+                    for tp in tps:
+                        meta = committed.get(tp)
+                        done = (
+                            meta.offset if meta is not None and meta.offset >= 0 else 0
+                        )
+                        rows.append((group, topic, tp.partition, done, ends[tp]))
+        finally:
+            await consumer.stop()
+            await admin.close()
+        return rows
+
+    rows = run_async(go)
+    head = ("group", "topic", "part", "committed", "end", "lag")
+    typer.echo(
+        f"{head[0]:28} {head[1]:45} {head[2]:>4} {head[3]:>10} {head[4]:>10} "
+        f"{head[5]:>8}"
+    )
+    for group, topic, part, done, end in rows:
+        typer.echo(
+            f"{group:28} {topic:45} {part:>4} {done:>10} {end:>10} {end - done:>8}"
+        )
+    typer.echo(f"total lag: {sum(end - done for *_, done, end in rows)}")
+
+
 @app.command()
 def demo(
     logs: Annotated[

@@ -6,9 +6,8 @@ import json
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import TopicPartition
 
-from workers.kafka import Headers, make_producer
+from workers.kafka import Headers, make_producer, partitions_of
 
 PREFIX = "courier.dlq."
 
@@ -45,17 +44,13 @@ class DeadLetter:
 
 async def read_dead_letters(bootstrap: str, topic: str) -> list[DeadLetter]:
     """Every record the dead-letter topic holds now, oldest first per partition."""
+    tps = await partitions_of(bootstrap, topic)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
     )
     await consumer.start()
     letters: list[DeadLetter] = []
     try:
-        await consumer.topics()
-        parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        if not tps:
-            return []
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
         await consumer.seek_to_beginning(*tps)

@@ -14,10 +14,12 @@ treated as UTC, as the data's notes say.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -31,6 +33,7 @@ from contracts import (
     ReceiptStatus,
     Topics,
     UserUpserted,
+    parse_timestamp,
 )
 
 LINE = re.compile(
@@ -157,6 +160,44 @@ def _replies(path: Path) -> dict[int, int]:
     return parents
 
 
+class _DerivedReads:
+    """Receipts inferred from activity: a poster has read what came before.
+
+    When a user posts, they are taken to have read the messages posted since
+    their own previous post, at most :data:`READ_WINDOW` of them.
+    """
+
+    def __init__(self, topics: Topics, conversation_id: str) -> None:
+        self.topics = topics
+        self.conversation_id = conversation_id
+        self.log: list[tuple[str, str]] = []  # (message id, sender id)
+        self.last_post: dict[str, int] = {}
+
+    def posted(self, plan: Plan, message_id: str, sender: str, at: datetime) -> None:
+        start = max(self.last_post.get(sender, 0), len(self.log) - READ_WINDOW, 0)
+        for read_id, author in self.log[start:]:
+            if author == sender:
+                continue
+            plan.receipts += 1
+            plan.traffic.append(
+                Planned(
+                    self.topics.receipts,
+                    self.conversation_id,
+                    ReceiptReported(
+                        event_id=f"read:{read_id}:{sender}",
+                        message_id=read_id,
+                        conversation_id=self.conversation_id,
+                        recipient_id=sender,
+                        status=ReceiptStatus.READ,
+                        timestamp=at,
+                        derived=True,
+                    ),
+                )
+            )
+        self.log.append((message_id, sender))
+        self.last_post[sender] = len(self.log)
+
+
 class _Nicks:
     """Nick to user id; a rename keeps the id of the user who had the nick."""
 
@@ -189,8 +230,7 @@ def irc_plan(paths: list[Path], topics: Topics) -> Plan:
         nicks = _Nicks()
         bots = {ln.nick for ln in lines if ln.kind is MessageType.NOTICE and ln.nick}
 
-        last_post: dict[str, int] = {}
-        posted: list[tuple[int, str, str]] = []  # (index, message id, sender id)
+        reads = _DerivedReads(topics, conversation_id)
         for line in lines:
             if line.rename is not None:
                 old, new = line.rename
@@ -237,28 +277,7 @@ def irc_plan(paths: list[Path], topics: Topics) -> Plan:
             )
             plan.messages += 1
             plan.message_ids.append(message_id)
-            since = last_post.get(sender, max(0, len(posted) - READ_WINDOW))
-            for _, read_id, author in posted[max(since, len(posted) - READ_WINDOW) :]:
-                if author == sender:
-                    continue
-                plan.receipts += 1
-                traffic.append(
-                    Planned(
-                        topics.receipts,
-                        conversation_id,
-                        ReceiptReported(
-                            event_id=f"read:{read_id}:{sender}",
-                            message_id=read_id,
-                            conversation_id=conversation_id,
-                            recipient_id=sender,
-                            status=ReceiptStatus.READ,
-                            timestamp=line.at,
-                            derived=True,
-                        ),
-                    )
-                )
-            posted.append((len(posted), message_id, sender))
-            last_post[sender] = len(posted)
+            reads.posted(plan, message_id, sender, line.at)
 
         for uid, (nick, first_seen) in nicks.created.items():
             directory.append(
@@ -292,3 +311,126 @@ def irc_plan(paths: list[Path], topics: Topics) -> Plan:
         plan.conversations += 1
 
     return plan
+
+
+_SLACK_KINDS = {
+    None: MessageType.TEXT,
+    "bot_message": MessageType.NOTICE,
+    "file_share": MessageType.FILE,
+    "file_comment": MessageType.TEXT,
+    "me_message": MessageType.ACTION,
+}
+"""Slack subtypes that are messages; joins and bot installs are not."""
+
+
+def slack_plan(folder: Path, topics: Topics) -> Plan:
+    """The events a Slack workspace export stands for, in publish order.
+
+    ``channels.json`` gives the conversations and their members; each
+    channel's day files give the messages (an edited message carries its
+    edited text). Users are named by their Slack id, since an export's
+    ``users.json`` holds personal data and is not expected; bots are named
+    by their ``username``.
+    """
+    plan = Plan()
+    channels = json.loads((folder / "channels.json").read_text(encoding="utf-8"))
+    users: dict[str, tuple[str, bool, datetime]] = {}
+    for channel in channels:
+        conversation_id = f"slack:{channel['id']}"
+        reads = _DerivedReads(topics, conversation_id)
+        created = parse_timestamp(channel["created"])
+        for member in channel.get("members", []):
+            users.setdefault(f"slack:{member}", (member, False, created))
+        events = []
+        for day in sorted((folder / channel["name"]).glob("*.json")):
+            events.extend(json.loads(day.read_text(encoding="utf-8")))
+        events.sort(key=lambda e: Decimal(e["ts"]))
+        for event in events:
+            subtype = event.get("subtype")
+            text = event.get("text") or "\n".join(
+                a.get("fallback", "") for a in event.get("attachments", [])
+            )
+            if subtype not in _SLACK_KINDS or not text:
+                plan.skipped_lines += 1
+                continue
+            at = parse_timestamp(event["ts"])
+            if subtype == "bot_message":
+                raw = event.get("bot_id") or event.get("username") or "bot"
+                sender = f"slack:{raw}"
+                users.setdefault(sender, (event.get("username") or raw, True, at))
+            else:
+                # A file comment names its author inside the comment object.
+                author = event.get("user") or event.get("comment", {}).get("user")
+                if author is None:
+                    plan.skipped_lines += 1
+                    continue
+                sender = f"slack:{author}"
+                users.setdefault(sender, (author, False, at))
+            message_id = f"{conversation_id}:{event['ts']}"
+            plan.traffic.append(
+                Planned(
+                    topics.messages,
+                    conversation_id,
+                    MessageSubmitted(
+                        event_id=f"msg:{message_id}",
+                        id=message_id,
+                        sender_id=sender,
+                        conversation_id=conversation_id,
+                        content=text,
+                        type=_SLACK_KINDS[subtype],
+                        timestamp=at,
+                    ),
+                )
+            )
+            plan.messages += 1
+            plan.message_ids.append(message_id)
+            reads.posted(plan, message_id, sender, at)
+        plan.directory.append(
+            Planned(
+                topics.conversations,
+                conversation_id,
+                ConversationUpserted(
+                    event_id=f"{conversation_id}@created",
+                    id=conversation_id,
+                    title=f"#{channel['name']}",
+                    kind=ConversationKind.GROUP,
+                    participant_ids=[f"slack:{m}" for m in channel.get("members", [])],
+                    updated_at=created,
+                ),
+            )
+        )
+        plan.conversations += 1
+    for uid, (name, bot, first) in users.items():
+        plan.directory.insert(
+            0,
+            Planned(
+                topics.users,
+                uid,
+                UserUpserted(
+                    event_id=f"{uid}@created",
+                    id=uid,
+                    display_name=name,
+                    is_bot=bot,
+                    updated_at=first,
+                ),
+            ),
+        )
+        plan.users += 1
+
+    return plan
+
+
+def plan_for(paths: list[Path], topics: Topics) -> Plan:
+    """Pick the importer by what ``paths`` hold: IRC logs or a Slack export."""
+    if len(paths) == 1 and (paths[0] / "channels.json").exists():
+        return slack_plan(paths[0], topics)
+    logs: list[Path] = []
+    for path in paths:
+        logs.extend(sorted(path.glob("*.ascii.txt")) if path.is_dir() else [path])
+    if not logs:
+        raise ValueError(
+            "No chat export found: give IRC logs (*.ascii.txt, or a folder of "
+            "them) or a Slack export folder (with channels.json)."
+        )
+
+    return irc_plan(logs, topics)

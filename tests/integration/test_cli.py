@@ -1,0 +1,97 @@
+"""The ``courier`` commands, run as a person runs them, against real services."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from storage import Store
+from tests.integration.harness import DATA, Out, Pipeline, env_of, publish, read_all
+from tests.integration.test_guarantees import directory, message
+from workers.settings import Settings
+
+
+def courier(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "workers.cli", *args],
+        env=env_of(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_topics_create_is_idempotent(settings: Settings) -> None:
+    """`courier topics create` creates every topic once, then reports them."""
+    first = courier(settings, "topics", "create")
+    second = courier(settings, "topics", "create")
+    assert (0, 0) == (first.returncode, second.returncode)
+    assert 7 == first.stdout.count(" created ")
+    assert 7 == second.stdout.count(" exists ")
+
+
+def test_replay_of_the_slack_export_then_tail(settings: Settings) -> None:
+    """`courier replay` publishes a real Slack export; `courier tail` shows it."""
+    done = courier(settings, "replay", str(DATA / "slack" / "testarchive"))
+    assert 0 == done.returncode, done.stderr
+    assert "147 messages" in done.stdout
+    shown = courier(
+        settings,
+        "tail",
+        "messages",
+        "--from-beginning",
+        "--limit",
+        "3",
+        "--timeout",
+        "10",
+    )
+    assert 0 == shown.returncode, shown.stderr
+    assert 3 == shown.stdout.count('"sender_id"')
+
+
+async def test_dlq_list_and_replay_restore_the_original_record(
+    settings: Settings, store: Store
+) -> None:
+    """A dead letter goes back to its topic with its key, value and headers."""
+    t = settings.topics
+    bad = b'{"event_id": "e-bad", "id": "m-bad"}'
+    headers = [("trace", b"\xff\x00"), ("empty", None)]
+    async with Pipeline(settings):
+        await directory(settings, store, ["u-1", "u-2"])
+        await publish(settings, [Out(t.messages, "c-1", bad, headers)])
+        await read_all(settings, t.dlq, lambda got: len(got) == 1)
+    listed = courier(settings, "dlq", "list", "--json")
+    assert 0 == listed.returncode, listed.stderr
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [t.messages] == [r["topic"] for r in rows]
+    assert "sender_id: Field required" in rows[0]["reason"]
+
+    replayed = courier(settings, "dlq", "replay", rows[0]["ref"])
+    assert 0 == replayed.returncode, replayed.stderr
+    back = await read_all(settings, t.messages, lambda got: len(got) == 2)
+    assert (bad, b"c-1") == (back[1].value, back[1].key)
+    assert [("trace", b"\xff\x00"), ("empty", b"")] == list(back[1].headers)
+
+
+async def test_lag_reports_every_group_and_partition(
+    settings: Settings, store: Store
+) -> None:
+    """`courier lag` reads the broker's committed offsets: zero once drained."""
+    t = settings.topics
+    async with Pipeline(settings):
+        await directory(settings, store, ["u-1", "u-2"])
+        await publish(settings, [Out(t.messages, "c-1", message("m1"))])
+        await read_all(settings, t.client_messages, lambda got: len(got) == 1)
+    shown = courier(settings, "lag")
+    assert 0 == shown.returncode, shown.stderr
+    assert "total lag: 0" in shown.stdout
+    assert settings.group("status") in shown.stdout
+
+
+def test_unknown_worker_is_one_clear_sentence(settings: Settings) -> None:
+    """`courier run` with a wrong name says what the choices are, and fails."""
+    done = courier(settings, "run", "statuss")
+    assert 1 == done.returncode
+    assert "choose directory, status, enrichment or all" in done.stderr

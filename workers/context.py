@@ -63,7 +63,7 @@ class Context:
                 r.topic,
                 value=r.value,
                 key=r.key,
-                headers=[(k, v if v is not None else b"") for k, v in r.headers],
+                headers=list(r.headers),
             )
             for r in records
         ]

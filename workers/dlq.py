@@ -10,6 +10,8 @@ from aiokafka import AIOKafkaConsumer
 from workers.kafka import Headers, make_producer, partitions_of
 
 PREFIX = "courier.dlq."
+REPLAYED = "courier.replayed_from_dlq"
+"""Header on a replayed record: the PARTITION:OFFSET of the dead letter."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +40,7 @@ class DeadLetter:
         return [
             (k, None if k in nulls else v)
             for k, v in self.headers
-            if not k.startswith(PREFIX)
+            if not k.startswith(PREFIX) and k != REPLAYED
         ]
 
 
@@ -46,7 +48,10 @@ async def read_dead_letters(bootstrap: str, topic: str) -> list[DeadLetter]:
     """Every record the dead-letter topic holds now, oldest first per partition."""
     tps = await partitions_of(bootstrap, topic)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
     )
     await consumer.start()
     letters: list[DeadLetter] = []
@@ -88,8 +93,8 @@ async def replay(bootstrap: str, letters: list[DeadLetter]) -> int:
                 value=letter.value,
                 key=letter.key,
                 headers=[
-                    (k, v if v is not None else b"")
-                    for k, v in letter.original_headers()
+                    *letter.original_headers(),
+                    (REPLAYED, letter.ref.encode()),
                 ],
             )
             for letter in letters

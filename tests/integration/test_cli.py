@@ -72,7 +72,11 @@ async def test_dlq_list_and_replay_restore_the_original_record(
     assert 0 == replayed.returncode, replayed.stderr
     back = await read_all(settings, t.messages, lambda got: len(got) == 2)
     assert (bad, b"c-1") == (back[1].value, back[1].key)
-    assert [("trace", b"\xff\x00"), ("empty", b"")] == list(back[1].headers)
+    assert [
+        ("trace", b"\xff\x00"),
+        ("empty", None),
+        ("courier.replayed_from_dlq", rows[0]["ref"].encode()),
+    ] == list(back[1].headers)
 
 
 async def test_lag_reports_every_group_and_partition(

@@ -16,6 +16,7 @@ A message whose sender or conversation is not stored yet is parked (see
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import structlog
@@ -109,6 +110,7 @@ class StatusWorker:
                     headers=r.headers,
                     missing=tuple(missing[e.event_id]),
                     parked_at=now,
+                    timestamp_ms=r.timestamp_ms,
                 )
                 for r, e in events
             ]
@@ -166,6 +168,14 @@ class StatusWorker:
                 before = stored.get(message_id)
                 state = before or new_state(message_id, evs[0].conversation_id)
                 for event in evs:
+                    if (
+                        isinstance(event, MessageSubmitted)
+                        and state.submission is None
+                        and event.conversation_id != state.conversation_id
+                    ):
+                        # Only receipts have named a conversation so far; the
+                        # message itself says where it belongs.
+                        state = replace(state, conversation_id=event.conversation_id)
                     if event.conversation_id != state.conversation_id:
                         mismatched[event.event_id] = (
                             f"message {message_id} belongs to conversation "

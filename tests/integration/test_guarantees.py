@@ -128,7 +128,7 @@ async def test_bad_records_are_dead_lettered_once_and_the_partition_moves_on(
     assert [b"1", b"2"] == sorted(h["courier.dlq.offset"] for h in headers)
     assert {t.messages.encode()} == {h["courier.dlq.topic"] for h in headers}
     reasons = sorted(h["courier.dlq.reason"].decode() for h in headers)
-    assert "not a UTF-8 JSON object" in reasons[1]
+    assert "could not be parsed as UTF-8 JSON" in reasons[1]
     assert "sender_id: Field required" in reasons[0]
     assert "type:" in reasons[0]
     assert "'X'" in reasons[0]
@@ -405,3 +405,25 @@ async def test_dtos_after_a_rename_show_the_new_name(
         second.sender.display_name,
         second.status.value,
     )
+
+
+async def test_a_stray_receipt_cannot_claim_a_message_for_another_conversation(
+    settings: Settings, store: Store
+) -> None:
+    """The message decides its conversation, even after a mis-addressed receipt."""
+    t = settings.topics
+    async with Pipeline(settings):
+        await directory(settings, store, ["u-1", "u-2"])
+        stray = receipt("m7", "u-2", "DELIVERED", "2024-05-01T12:00:02Z", cid="c-x")
+        await publish(settings, [Out(t.receipts, "c-x", stray)])
+
+        async def pending() -> bool:
+            return await store.collection("messages").count_documents({}) == 1
+
+        await eventually(pending, 30, "the receipt left a PENDING document")
+        await publish(settings, [Out(t.messages, "c-1", message("m7"))])
+        dtos = await read_all(settings, t.client_messages, lambda got: len(got) >= 1)
+    doc = await store.collection("messages").find_one({"_id": "m7"})
+    assert doc is not None
+    assert ("c-1", "text of m7") == (doc["conversation_id"], doc["content"])
+    assert "c-1" == MessageDTO.model_validate_json(dtos[0].value).conversation.id

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from typing import Literal
 
 import structlog
@@ -17,6 +18,30 @@ class _Stderr:
 
     def flush(self) -> None:
         sys.stderr.flush()
+
+
+class Throttle(logging.Filter):
+    """Pass each distinct message template of a logger once per ``window`` s.
+
+    aiokafka logs every failed reconnect, hundreds of lines a second while a
+    broker is down; one line per kind of trouble per window says as much.
+    """
+
+    def __init__(self, window_s: float = 30.0) -> None:
+        super().__init__()
+        self.window_s = window_s
+        self._last: dict[tuple[str, object], float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.msg)
+        now = time.monotonic()
+        if now - self._last.get(key, -self.window_s) < self.window_s:
+            return False
+        self._last[key] = now
+        return True
+
+
+_THROTTLE = Throttle()
 
 
 def configure(
@@ -60,3 +85,7 @@ def configure(
     # FastStream logs every message at INFO; Courier logs one line per batch.
     for noisy in ("faststream", "faststream.access", "aiokafka", "pymongo"):
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
+    # Filters on a logger do not apply to its children, so the handler does it.
+    handler.addFilter(
+        lambda r: not r.name.startswith("aiokafka") or _THROTTLE.filter(r)
+    )

@@ -52,4 +52,6 @@ class Settings(BaseSettings):
         return Topics(prefix=self.topic_prefix)
 
     def group(self, worker: str) -> str:
-        return f"{self.group_prefix}.{worker}"
+        """The consumer group of a worker; deployments with their own topic
+        prefix get their own groups, so they never rebalance each other."""
+        return f"{self.group_prefix}.{self.topic_prefix}{worker}"

@@ -42,7 +42,7 @@ def decode(model: type[M], raw: bytes | None) -> M:
     except ValidationError as error:
         if any(e["type"] in _JSON_ERRORS for e in error.errors()):
             raise DecodeError(
-                f"record is not a UTF-8 JSON object: {describe(error, 1)}"
+                f"record could not be parsed as UTF-8 JSON: {describe(error, 1)}"
             ) from None
         raise ValidationFailed(
             f"record breaks the {model.__name__} contract: {describe(error)}"

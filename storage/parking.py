@@ -32,6 +32,8 @@ class ParkedRecord:
     headers: tuple[tuple[str, bytes | None], ...]
     missing: tuple[str, ...]
     parked_at: datetime
+    timestamp_ms: int = 0
+    """The original record's own timestamp."""
 
     @property
     def id(self) -> str:
@@ -51,6 +53,7 @@ def _doc(record: ParkedRecord) -> Document:
         ],
         "missing": list(record.missing),
         "parked_at": record.parked_at,
+        "timestamp_ms": record.timestamp_ms,
     }
 
 
@@ -66,6 +69,7 @@ def _record(doc: Document) -> ParkedRecord:
         ),
         missing=tuple(doc["missing"]),
         parked_at=doc["parked_at"],
+        timestamp_ms=int(doc.get("timestamp_ms", 0)),
     )
 
 

@@ -198,7 +198,7 @@ class Process:
                                 key=p.key,
                                 value=p.value,
                                 headers=p.headers,
-                                timestamp_ms=int(p.parked_at.timestamp() * 1000),
+                                timestamp_ms=p.timestamp_ms,
                             ),
                             f"waited {s.park_timeout_s:g} s for "
                             f"{', '.join(p.missing)}, which never arrived",

@@ -7,6 +7,8 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
+
 from deploy.local import services
 from storage import Store
 from tests.integration.harness import (
@@ -22,6 +24,35 @@ from workers.kafka import ensure_topics
 from workers.settings import Settings
 
 MEMBERS = ["u-1", "u-2", "u-3"]
+
+
+def restart_broker() -> None:
+    """Stop the local broker, make sure it is down, and start it again."""
+    services.stop("kafka")
+    try:
+        asyncio.run(services._kafka_probe_within(services.kafka_bootstrap(), 2))
+    except Exception:
+        services.start("kafka")
+        return
+    pytest.fail(
+        "Kafka still answers after `stop`: it was not started by this checkout "
+        "(`make up` here), so this fault test cannot control it.",
+        pytrace=False,
+    )
+
+
+def stop_store() -> None:
+    """Stop the local store, and make sure it really is down."""
+    services.stop("ferretdb")
+    try:
+        services.mongo_probe(services.mongodb_uri(), timeout=1)
+    except Exception:
+        return
+    pytest.fail(
+        "The store still answers after `stop`: it was not started by this "
+        "checkout (`make up` here), so this fault test cannot control it.",
+        pytrace=False,
+    )
 
 
 async def seed_directory(settings: Settings, store: Store) -> None:
@@ -145,7 +176,7 @@ async def test_a_stopped_store_holds_the_offset_until_the_write_lands(
             return await store.collection("messages").count_documents({}) == 1
 
         await eventually(m09_stored, 60, "m09 is stored before the outage")
-        await asyncio.to_thread(services.stop, "ferretdb")
+        await asyncio.to_thread(stop_store)
         try:
             await publish(
                 settings,
@@ -188,7 +219,7 @@ async def test_workers_ride_out_a_broker_restart(
     try:
         await seed_directory(settings, store)
         await publish(settings, traffic(settings, 50))
-        await asyncio.to_thread(services.restart_kafka)
+        await asyncio.to_thread(restart_broker)
         await publish(settings, traffic(settings, 50, first=50))
         await eventually(
             lambda: all_delivered(store, 100), 180, "all 100 messages are DELIVERED"

@@ -77,7 +77,7 @@ CONTENT = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00
 )
 def test_truncated_or_non_utf8_json_is_a_decode_error(raw: bytes) -> None:
     """A value that is not UTF-8 JSON raises DecodeError, a ContractError."""
-    with pytest.raises(DecodeError, match="not a UTF-8 JSON object") as info:
+    with pytest.raises(DecodeError, match="could not be parsed as UTF-8 JSON") as info:
         decode(UserUpserted, raw)
 
     assert isinstance(info.value, ContractError)

@@ -69,7 +69,7 @@ def run(
         str, typer.Argument(help="directory, status, enrichment, or all.")
     ] = "all",
     processes: Annotated[
-        int, typer.Option(min=1, help="Worker processes; HTTP ports count up.")
+        int, typer.Option(min=1, help="Worker processes, one consumer group.")
     ] = 1,
 ) -> None:
     """Run one worker, or all three, until SIGTERM or Ctrl-C."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -99,13 +98,9 @@ def run(
 
 
 def _run_many(worker: str, processes: int) -> int:
-    base = settings().http_port
     children = [
-        subprocess.Popen(
-            [sys.executable, "-m", "workers.cli", "run", worker],
-            env={**os.environ, "COURIER_HTTP_PORT": str(base + i)},
-        )
-        for i in range(processes)
+        subprocess.Popen([sys.executable, "-m", "workers.cli", "run", worker])
+        for _ in range(processes)
     ]
 
     def forward(signum: int, _frame: object) -> None:

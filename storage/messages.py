@@ -12,7 +12,8 @@ What the repository promises:
   at most the new one, so even a wrong caller cannot lower a status.
 
   Known gap, FerretDB only: FerretDB v1 makes any filter beyond ``_id`` scan
-  the collection, so there the update is guarded by ``_id`` alone. Inserts
+  the collection, so there the update is guarded by ``_id`` alone; its
+  ``$max`` on ``version`` still makes the status height only rise. Inserts
   still race safely (the loser gets a duplicate key and re-reads), and the
   status fields of a message have one writer at a time because its events
   share a key and so a partition; two status writers could only overlap on
@@ -161,7 +162,13 @@ class MessageRepository:
             # The outbox and published_version belong to the enrichment
             # worker once a document exists; leave them to it.
             owned = {k: v for k, v in doc.items() if k not in _SHARED}
-            update: dict[str, Any] = {"$set": owned}
+            # The version (the status height) can only rise, whatever the
+            # guard: $max enforces it in the write itself, on FerretDB too.
+            del owned["version"]
+            update: dict[str, Any] = {
+                "$set": owned,
+                "$max": {"version": state.version},
+            }
             added = list((reached or {}).get(state.id, ()))
             if added:
                 update["$addToSet"] = {"outbox": {"$each": added}}

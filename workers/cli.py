@@ -86,15 +86,7 @@ def run(
     s = settings()
     configure(s.log_level, s.log_format)
     faststream_app, _ = build_app(s, names)
-    try:
-        asyncio.run(faststream_app.run())
-    except KafkaConnectionError as error:
-        raise fail(
-            f"Cannot reach Kafka at {s.kafka_bootstrap_servers} ({error}). "
-            "Start it with `make up`, or set COURIER_KAFKA_BOOTSTRAP_SERVERS."
-        ) from None
-    except StorageError as error:
-        raise fail(f"{error} Start the store with `make up`.") from None
+    run_async(faststream_app.run)
 
 
 def _run_many(worker: str, processes: int) -> int:

@@ -69,6 +69,12 @@ class Plan:
     skipped_lines: int = 0
     message_ids: list[str] = field(default_factory=list)
 
+    def add_message(self, topics: Topics, event: MessageSubmitted) -> None:
+        """Plan one message, keyed by its conversation."""
+        self.traffic.append(Planned(topics.messages, event.conversation_id, event))
+        self.messages += 1
+        self.message_ids.append(event.id)
+
     @property
     def records(self) -> list[Planned]:
         return self.directory + self.traffic
@@ -255,28 +261,21 @@ def irc_plan(paths: list[Path], topics: Topics) -> Plan:
             sender = nicks.user(line.nick, line.at)
             message_id = f"{conversation_id}:{line.number}"
             parent = replies.get(line.number)
-            traffic.append(
-                Planned(
-                    topics.messages,
-                    conversation_id,
-                    MessageSubmitted(
-                        event_id=f"msg:{message_id}",
-                        id=message_id,
-                        sender_id=sender,
-                        conversation_id=conversation_id,
-                        content=line.text,
-                        type=line.kind,
-                        timestamp=line.at,
-                        reply_to_id=(
-                            f"{conversation_id}:{parent}"
-                            if parent is not None
-                            else None
-                        ),
+            plan.add_message(
+                topics,
+                MessageSubmitted(
+                    event_id=f"msg:{message_id}",
+                    id=message_id,
+                    sender_id=sender,
+                    conversation_id=conversation_id,
+                    content=line.text,
+                    type=line.kind,
+                    timestamp=line.at,
+                    reply_to_id=(
+                        None if parent is None else f"{conversation_id}:{parent}"
                     ),
-                )
+                ),
             )
-            plan.messages += 1
-            plan.message_ids.append(message_id)
             reads.posted(plan, message_id, sender, line.at)
 
         for uid, (nick, first_seen) in nicks.created.items():
@@ -367,23 +366,18 @@ def slack_plan(folder: Path, topics: Topics) -> Plan:
                 sender = f"slack:{author}"
                 users.setdefault(sender, (author, False, at))
             message_id = f"{conversation_id}:{event['ts']}"
-            plan.traffic.append(
-                Planned(
-                    topics.messages,
-                    conversation_id,
-                    MessageSubmitted(
-                        event_id=f"msg:{message_id}",
-                        id=message_id,
-                        sender_id=sender,
-                        conversation_id=conversation_id,
-                        content=text,
-                        type=_SLACK_KINDS[subtype],
-                        timestamp=at,
-                    ),
-                )
+            plan.add_message(
+                topics,
+                MessageSubmitted(
+                    event_id=f"msg:{message_id}",
+                    id=message_id,
+                    sender_id=sender,
+                    conversation_id=conversation_id,
+                    content=text,
+                    type=_SLACK_KINDS[subtype],
+                    timestamp=at,
+                ),
             )
-            plan.messages += 1
-            plan.message_ids.append(message_id)
             reads.posted(plan, message_id, sender, at)
         plan.directory.append(
             Planned(

@@ -59,6 +59,8 @@ build_kafka() {
 patch_ferretdb() {
     local dest="$1"
     local mod
+    (cd "$here/ferretdb" && go mod download github.com/FerretDB/FerretDB) ||
+        die "go could not download the FerretDB module."
     mod="$(cd "$here/ferretdb" && go list -m -f '{{.Dir}}' github.com/FerretDB/FerretDB)"
     [[ -n "$mod" && -d "$mod" ]] || die "go did not give the FerretDB module's folder."
     rm -rf "$dest"

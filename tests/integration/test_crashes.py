@@ -96,6 +96,26 @@ async def all_delivered(store: Store, count: int) -> bool:
     )
 
 
+async def delivered(
+    settings: Settings, store: Store, count: int
+) -> tuple[set[str], list[bytes]]:
+    """Wait until all ``count`` messages are DELIVERED and their DTOs are out."""
+    await eventually(
+        lambda: all_delivered(store, count), 180, f"all {count} are DELIVERED"
+    )
+    ids = {f"m{i:04d}" for i in range(count)}
+    dtos = await read_all(
+        settings,
+        settings.topics.client_messages,
+        lambda got: (
+            {json.loads(r.value)["id"] for r in got if b"DELIVERED" in r.value} >= ids
+        ),
+        timeout=120,
+    )
+
+    return ids, [r.value for r in dtos]
+
+
 def check_dtos(raw: list[bytes], ids: set[str]) -> None:
     """Every message's final DTO is out; a version never has two contents."""
     by_version: dict[tuple[str, int], set[bytes]] = defaultdict(set)
@@ -138,23 +158,11 @@ async def test_a_worker_killed_mid_batch_loses_and_doubles_nothing(
     second = WorkerProcess(settings, log)
     second.start()
     try:
-        await eventually(
-            lambda: all_delivered(store, count), 120, "every message is DELIVERED"
-        )
-        ids = {f"m{i:04d}" for i in range(count)}
-        dtos = await read_all(
-            settings,
-            settings.topics.client_messages,
-            lambda got: (
-                {json.loads(r.value)["id"] for r in got if b"DELIVERED" in r.value}
-                >= ids
-            ),
-            timeout=120,
-        )
+        ids, dtos = await delivered(settings, store, count)
     finally:
         assert 0 == second.stop()
     assert count == await store.collection("messages").count_documents({})
-    check_dtos([r.value for r in dtos], ids)
+    check_dtos(dtos, ids)
     outbox = await store.collection("messages").count_documents({"outbox": {"$ne": []}})
     assert 0 == outbox
 
@@ -221,19 +229,7 @@ async def test_workers_ride_out_a_broker_restart(
         await publish(settings, traffic(settings, 50))
         await asyncio.to_thread(restart_broker)
         await publish(settings, traffic(settings, 50, first=50))
-        await eventually(
-            lambda: all_delivered(store, 100), 180, "all 100 messages are DELIVERED"
-        )
-        ids = {f"m{i:04d}" for i in range(100)}
-        dtos = await read_all(
-            settings,
-            settings.topics.client_messages,
-            lambda got: (
-                {json.loads(r.value)["id"] for r in got if b"DELIVERED" in r.value}
-                >= ids
-            ),
-            timeout=120,
-        )
+        ids, dtos = await delivered(settings, store, 100)
     finally:
         assert 0 == worker.stop()
-    check_dtos([r.value for r in dtos], ids)
+    check_dtos(dtos, ids)

@@ -15,7 +15,7 @@ from contracts import (
     Topics,
     UserUpserted,
 )
-from workers.replay import Line, Plan, irc_plan, parse_irc
+from workers.replay import Line, Plan, irc_plan, parse_irc, slack_plan
 
 NEW_DOMAINS = (
     Path(__file__).parents[2].parent / "shared" / "data" / "irc" / "new-domains"
@@ -303,3 +303,26 @@ def test_replies_point_at_earlier_messages_of_the_plan(plan: Plan) -> None:
         seen.add(message.id)
 
     assert [] == dangling
+
+
+def test_slack_export_gives_every_message_and_no_joins() -> None:
+    """The real Slack export: 147 messages, joins and bot installs left out."""
+    folder = Path(__file__).parents[2].parent / "shared" / "data" / "slack"
+    if not (folder / "testarchive" / "channels.json").exists():
+        pytest.fail(f"the real Slack export is missing under {folder}")
+    plan = slack_plan(folder / "testarchive", Topics())
+    kinds = Counter(
+        p.event.type.value
+        for p in plan.traffic
+        if isinstance(p.event, MessageSubmitted)
+    )
+    bots = {
+        p.event.id
+        for p in plan.directory
+        if isinstance(p.event, UserUpserted) and p.event.is_bot
+    }
+
+    assert (147, 2, 11) == (plan.messages, plan.conversations, plan.skipped_lines)
+    assert {"TEXT": 50, "NOTICE": 94, "FILE": 3} == dict(kinds)
+    assert 3 == len(bots)
+    assert len(plan.message_ids) == len(set(plan.message_ids))

@@ -56,6 +56,9 @@ def configure(
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.CallsiteParameterAdder(
+            [structlog.processors.CallsiteParameter.PROCESS]
+        ),
     ]
     renderer: structlog.typing.Processor = (
         structlog.dev.ConsoleRenderer()

@@ -191,16 +191,19 @@ class Pipeline:
 class WorkerProcess:
     """``courier run NAME`` as a real subprocess, logging JSON to a file."""
 
-    def __init__(self, settings: Settings, log: Path, name: str = "all") -> None:
+    def __init__(
+        self, settings: Settings, log: Path, name: str = "all", *args: str
+    ) -> None:
         self.settings = settings
         self.log = log
         self.name = name
+        self.args = args
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "workers.cli", "run", self.name],
+                [sys.executable, "-m", "workers.cli", "run", self.name, *self.args],
                 env=env_of(self.settings),
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -48,8 +48,10 @@ def _doc(record: ParkedRecord) -> Document:
         "offset": record.offset,
         "key": Binary(record.key) if record.key is not None else None,
         "value": Binary(record.value) if record.value is not None else None,
+        # Documents, not pairs: FerretDB v1 cannot store nested arrays.
         "headers": [
-            [k, Binary(v) if v is not None else None] for k, v in record.headers
+            {"k": k, "v": Binary(v) if v is not None else None}
+            for k, v in record.headers
         ],
         "missing": list(record.missing),
         "parked_at": record.parked_at,
@@ -65,7 +67,8 @@ def _record(doc: Document) -> ParkedRecord:
         key=bytes(doc["key"]) if doc.get("key") is not None else None,
         value=bytes(doc["value"]) if doc.get("value") is not None else None,
         headers=tuple(
-            (k, bytes(v) if v is not None else None) for k, v in doc["headers"]
+            (h["k"], bytes(h["v"]) if h["v"] is not None else None)
+            for h in doc["headers"]
         ),
         missing=tuple(doc["missing"]),
         parked_at=doc["parked_at"],

@@ -427,3 +427,28 @@ async def test_a_stray_receipt_cannot_claim_a_message_for_another_conversation(
     assert doc is not None
     assert ("c-1", "text of m7") == (doc["conversation_id"], doc["content"])
     assert "c-1" == MessageDTO.model_validate_json(dtos[0].value).conversation.id
+
+
+async def test_a_record_waiting_past_the_bound_is_dead_lettered_with_what_is_missing(
+    settings: Settings, store: Store
+) -> None:
+    """Parked longer than COURIER_PARK_TIMEOUT_S: dead-lettered, naming the gap."""
+    settings = settings.model_copy(update={"park_timeout_s": 1.0, "park_sweep_s": 0.3})
+    t = settings.topics
+    original = message("m-orphan", sender="u-404")
+    async with Pipeline(settings):
+        await directory(settings, store, ["u-1", "u-2"])
+        await publish(settings, [Out(t.messages, "c-1", original, [("trace", b"x")])])
+        letters = await dead_letters(settings, 1)
+
+        async def unparked() -> bool:
+            return await store.collection("parked").count_documents({}) == 0
+
+        await eventually(unparked, 30, "the parking place is empty again")
+    headers = dict(letters[0].headers)
+    assert "waited 1 s for user:u-404, which never arrived" == (
+        headers["courier.dlq.reason"].decode()
+    )
+    assert (original, b"x") == (letters[0].value, headers["trace"])
+    assert t.messages.encode() == headers["courier.dlq.topic"]
+    assert None is await store.collection("messages").find_one({"_id": "m-orphan"})

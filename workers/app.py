@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from wsgiref.simple_server import WSGIServer
 
 import structlog
 from faststream import FastStream
@@ -20,6 +21,7 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 
 from storage import Lookup, Store
+from workers import observe
 from workers.context import Context
 from workers.directory import DirectoryWorker
 from workers.enrichment import EnrichmentWorker
@@ -69,6 +71,8 @@ class Process:
         self.ctx: Context | None = None
         self.runners: dict[str, Runner] = {}
         self.tasks: list[asyncio.Task[None]] = []
+        self.health = observe.Health()
+        self.http: WSGIServer | None = None
         self.broker = KafkaBroker(
             settings.kafka_bootstrap_servers,
             client_id=f"courier-{'-'.join(self.names)}",
@@ -150,6 +154,15 @@ class Process:
             )
         if "status" in self.names:
             self.tasks.append(asyncio.create_task(self._sweep_parked()))
+        if s.http_port:
+            try:
+                self.http = observe.serve(s.http_host, s.http_port, self.health)
+            except OSError as error:
+                raise RuntimeError(
+                    f"Cannot serve /metrics on {s.http_host}:{s.http_port} ({error}); "
+                    "set COURIER_HTTP_PORT to a free port, or 0 for none."
+                ) from None
+        self.tasks.append(asyncio.create_task(self.health.watch(self._probe)))
         log.info(
             "process.started",
             workers=self.names,
@@ -157,6 +170,12 @@ class Process:
             database=s.mongodb_database,
             topic_prefix=s.topic_prefix,
         )
+
+    async def _probe(self) -> None:
+        assert self.ctx is not None
+        await self.ctx.store.ping()
+        if not await self.broker.ping(3.0):
+            raise ConnectionError("the Kafka broker does not answer")
 
     async def begin_shutdown(self) -> None:
         # FastStream waits up to the grace period for in-flight batches; a
@@ -171,6 +190,7 @@ class Process:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        observe.stop(self.http)
         if self.ctx is not None:
             await self.ctx.producer.stop()
             await self.ctx.store.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -68,7 +69,7 @@ def run(
         str, typer.Argument(help="directory, status, enrichment, or all.")
     ] = "all",
     processes: Annotated[
-        int, typer.Option(min=1, help="Worker processes, one consumer group.")
+        int, typer.Option(min=1, help="Processes in one group; HTTP ports count up.")
     ] = 1,
 ) -> None:
     """Run one worker, or all three, until SIGTERM or Ctrl-C."""
@@ -90,9 +91,13 @@ def run(
 
 
 def _run_many(worker: str, processes: int) -> int:
+    base = settings().http_port
     children = [
-        subprocess.Popen([sys.executable, "-m", "workers.cli", "run", worker])
-        for _ in range(processes)
+        subprocess.Popen(
+            [sys.executable, "-m", "workers.cli", "run", worker],
+            env={**os.environ, "COURIER_HTTP_PORT": str(base + i if base else 0)},
+        )
+        for i in range(processes)
     ]
 
     def forward(signum: int, _frame: object) -> None:

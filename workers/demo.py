@@ -140,6 +140,7 @@ def _start_workers(settings: Settings, log_path: Path) -> subprocess.Popen[bytes
         "COURIER_TOPIC_PREFIX": settings.topic_prefix,
         "COURIER_MONGODB_DATABASE": settings.mongodb_database,
         "COURIER_LOG_FORMAT": "json",
+        "COURIER_HTTP_PORT": "0",
     }
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:

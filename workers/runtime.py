@@ -29,6 +29,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from storage import StoreUnavailable, WriteConflict
+from workers import observe
 from workers.kafka import Record, commit, rewind
 
 log = structlog.get_logger("courier.runtime")
@@ -126,6 +127,7 @@ class Runner:
                 return await self.handler.handle(records)
             except TRANSIENT as error:
                 attempt += 1
+                observe.RETRIES.labels(self.handler.name).inc()
                 # One line per doubling of the wait, not one per try.
                 if attempt & (attempt - 1) == 0:
                     self.log.warning(
@@ -227,6 +229,13 @@ class Runner:
             # offsets loses nothing; a new owner after a rebalance redoes
             # them, which the idempotent writes make harmless.
             self.log.warning("commit.failed", error=f"{type(error).__name__}: {error}")
+        elapsed = time.perf_counter() - started
+        observe.BATCH_SECONDS.labels(self.handler.name).observe(elapsed)
+        observe.BATCH_RECORDS.labels(self.handler.name).observe(len(records))
+        dead = {id(r.record) for r in rejected}
+        for r in records:
+            outcome = "dead_lettered" if id(r) in dead else "handled"
+            observe.RECORDS.labels(self.handler.name, r.topic, outcome).inc()
         self.log.info(
             "batch.done",
             records=len(records),

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     """How long a record may wait for a missing entity before it is dead-lettered."""
     park_sweep_s: float = Field(default=10.0, gt=0)
 
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    """Port of /metrics, /healthz and /readyz; 0 serves none."""
     shutdown_grace_s: float = Field(default=25.0, gt=0)
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"

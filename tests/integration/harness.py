@@ -43,6 +43,7 @@ def fresh_settings(**overrides: Any) -> Settings:
         "park_sweep_s": 0.5,
         "shutdown_grace_s": 5.0,
         "log_format": "json",
+        "http_port": 0,
     } | overrides
 
     return Settings(**values)

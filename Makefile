@@ -31,7 +31,7 @@ up: install services
 
 down:
 	@if [ -x $(BIN)/python ]; then $(BIN)/python -m deploy.local.services down; \
-	else $(PYTHON) -m deploy.local.services down; fi
+	else echo "nothing to stop: the services need .venv, which is not there yet"; fi
 
 status: install
 	$(BIN)/courier status

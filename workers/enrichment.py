@@ -27,6 +27,7 @@ from storage import MessageState
 from storage.mongo import Document
 from workers.context import Context, Outgoing
 from workers.kafka import Record
+from workers.observe import DTOS
 from workers.runtime import Rejected
 
 _BY_HEIGHT = list(Status)
@@ -117,6 +118,7 @@ class EnrichmentWorker:
             published[state.id] = max(state.unpublished)
 
         await self.ctx.publish(out)
+        DTOS.inc(len(out))
         await self.ctx.messages.mark_published(published)
 
         return rejected

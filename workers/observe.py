@@ -39,6 +39,13 @@ BATCH_RECORDS = Histogram(
 RETRIES = Counter(
     "courier_batch_retries_total", "Batch retries after a transient fault.", ["worker"]
 )
+STATUS_CHANGES = Counter(
+    "courier_status_changes_total",
+    "Messages that reached a status, counted when the write lands.",
+    ["status"],
+)
+DTOS = Counter("courier_dtos_published_total", "DTOs acknowledged by the broker.")
+PARKED = Counter("courier_parked_total", "Records parked to wait for a missing entity.")
 READY = Gauge("courier_ready", "1 while the broker and the store answer.")
 
 Environ = dict[str, Any]

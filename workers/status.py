@@ -26,6 +26,7 @@ from contracts import (
     MessageChanged,
     MessageSubmitted,
     ReceiptReported,
+    Status,
     decode,
     encode,
 )
@@ -39,9 +40,12 @@ from storage import (
 )
 from workers.context import Context, Outgoing
 from workers.kafka import Record
+from workers.observe import PARKED, STATUS_CHANGES
 from workers.runtime import Rejected
 
 log = structlog.get_logger("courier.status")
+
+_BY_HEIGHT = list(Status)
 
 Event = MessageSubmitted | ReceiptReported
 MAX_RACES = 20
@@ -115,6 +119,7 @@ class StatusWorker:
                 for r, e in events
             ]
         )
+        PARKED.inc(len(events))
         log.info("messages.parked", records=len(events))
 
     async def handle(self, records: Sequence[Record]) -> list[Rejected]:
@@ -195,6 +200,9 @@ class StatusWorker:
                     final[message_id] = state
             result = await self.ctx.messages.save_many(changed, reached)
             final.update((s.id, s) for s in result.saved)
+            for saved in result.saved:
+                for version in reached.get(saved.id, ()):
+                    STATUS_CHANGES.labels(_BY_HEIGHT[version].value).inc()
             pending = {i: pending[i] for i in result.conflicts}
         if pending:
             raise WriteConflict(

@@ -64,3 +64,5 @@ async def test_metrics_and_health_endpoints_answer(
     assert 404 == missing[0]
     assert "courier_ready 1.0" in metrics
     assert 'courier_batch_seconds_count{worker="status"}' in metrics
+    assert 'courier_status_changes_total{status="SENT"} 1.0' in metrics
+    assert "courier_dtos_published_total 1.0" in metrics

@@ -131,9 +131,6 @@ class MessageRepository:
 
         return {i: from_document(d) for i, d in docs.items()}
 
-    async def get(self, message_id: str) -> MessageState | None:
-        return (await self.load_many([message_id])).get(message_id)
-
     async def save_many(
         self,
         states: Sequence[MessageState],

@@ -345,36 +345,18 @@ def _show(
 @app.command()
 def lag() -> None:
     """Per worker group, topic and partition: committed offset, end and lag."""
-    from aiokafka import AIOKafkaConsumer
-    from aiokafka.admin import AIOKafkaAdminClient
-
     from workers.app import Process
-    from workers.kafka import partitions_of
+    from workers.kafka import group_lag
 
     s = settings()
 
     async def go() -> list[tuple[str, str, int, int, int]]:
         rows = []
-        admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap_servers)
-        consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap_servers)
-        await admin.start()
-        await consumer.start()
-        try:
-            for worker in WORKER_NAMES:
-                group = s.group(worker)
-                committed = await admin.list_consumer_group_offsets(group)
-                for topic in Process.topics_of(s, worker):
-                    tps = await partitions_of(s.kafka_bootstrap_servers, topic)
-                    ends = await consumer.end_offsets(tps)
-                    for tp in tps:
-                        meta = committed.get(tp)
-                        done = (
-                            meta.offset if meta is not None and meta.offset >= 0 else 0
-                        )
-                        rows.append((group, topic, tp.partition, done, ends[tp]))
-        finally:
-            await consumer.stop()
-            await admin.close()
+        for worker in WORKER_NAMES:
+            group = s.group(worker)
+            for topic in Process.topics_of(s, worker):
+                for p in await group_lag(s.kafka_bootstrap_servers, group, topic):
+                    rows.append((group, topic, p.partition, p.committed, p.end))
         return rows
 
     rows = run_async(go)

@@ -18,7 +18,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 from contracts import MessageDTO, encode
-from storage import Store
+from storage import ParkingRepository, Store
 from workers.kafka import ensure_topics, make_producer, topic_size
 from workers.replay import Planned, irc_plan
 from workers.settings import Settings
@@ -203,7 +203,7 @@ async def run_demo(
             [{"$group": {"_id": "$status", "n": {"$sum": 1}}}]
         )
         report.statuses = {d["_id"]: d["n"] async for d in await grouped}
-        report.parked = await store.collection("parked").count_documents({})
+        report.parked = await ParkingRepository(store).count()
         report.sample = max(
             latest.values(), key=lambda d: (d["reply_to_id"] is not None, d["version"])
         )

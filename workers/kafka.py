@@ -208,3 +208,42 @@ async def topic_size(bootstrap: str, topic: str) -> int:
         await consumer.stop()
 
     return sum(ends[tp] - starts[tp] for tp in tps)
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionLag:
+    """Where a consumer group stands on one partition."""
+
+    topic: str
+    partition: int
+    committed: int
+    end: int
+
+    @property
+    def lag(self) -> int:
+        return self.end - self.committed
+
+
+async def group_lag(bootstrap: str, group: str, topic: str) -> list[PartitionLag]:
+    """The group's committed offset against the end, per partition of ``topic``.
+
+    A partition the group never committed counts from offset 0.
+    """
+    tps = await partitions_of(bootstrap, topic)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="courier-admin")
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await admin.start()
+    await consumer.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+        ends = await consumer.end_offsets(tps)
+    finally:
+        await consumer.stop()
+        await admin.close()
+    rows = []
+    for tp in tps:
+        meta = committed.get(tp)
+        done = meta.offset if meta is not None and meta.offset >= 0 else 0
+        rows.append(PartitionLag(tp.topic, tp.partition, done, ends[tp]))
+
+    return rows

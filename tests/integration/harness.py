@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
-from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import BaseModel
 
 from contracts import encode
 from storage import Store
 from workers.app import build_app
-from workers.kafka import partitions_of
+from workers.kafka import group_lag
 from workers.log import configure
 from workers.settings import Settings
 
@@ -137,26 +136,10 @@ async def read_all(
 
 async def committed_lag(settings: Settings, group: str, topic: str) -> int:
     """End offsets minus the group's committed offsets, summed over partitions."""
-    tps = await partitions_of(settings.kafka_bootstrap_servers, topic)
-    assert tps, f"{topic} has no partitions"
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None
-    )
-    await admin.start()
-    await consumer.start()
-    try:
-        committed = await admin.list_consumer_group_offsets(group)
-        ends = await consumer.end_offsets(tps)
-    finally:
-        await consumer.stop()
-        await admin.close()
-    lag = 0
-    for tp in tps:
-        meta = committed.get(tp)
-        lag += ends[tp] - (meta.offset if meta is not None and meta.offset >= 0 else 0)
+    rows = await group_lag(settings.kafka_bootstrap_servers, group, topic)
+    assert rows, f"{topic} has no partitions"
 
-    return lag
+    return sum(r.lag for r in rows)
 
 
 class Pipeline:

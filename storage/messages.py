@@ -1,4 +1,4 @@
-"""The ``messages`` collection: one document per message, ``_id`` = message id.
+"""The ``messages`` and ``published`` collections, both keyed by message id.
 
 What the repository promises:
 
@@ -20,13 +20,17 @@ What the repository promises:
   one message while a rebalance moves that partition. The read-back below
   still reports a write that another writer overwrote. Real MongoDB gets the
   full guard.
-* **Two owners, disjoint fields.** The status worker writes the message and
-  its status and adds versions to the outbox; the enrichment worker only
-  removes versions from it and raises ``published_version``. Neither write
-  touches the other's fields, so neither can undo the other.
-* **An outbox.** Each document lists the versions whose DTO is still owed;
-  :meth:`MessageRepository.mark_published` removes them once the DTOs are
-  confirmed on Kafka, so a crash in between only repeats a DTO, never loses one.
+* **One writer per document.** Only the status worker writes a message
+  document; only the enrichment worker writes the ``published`` document
+  that says which DTOs of it are out. FerretDB v1 runs an update as a read
+  followed by a write of the whole document, with nothing held in between,
+  so two workers updating different fields of one document could still undo
+  each other there; with one writer each, nothing overlaps.
+* **An outbox without a shared field.** A message lists every version it
+  reached; the ``published`` document holds the highest version whose DTO is
+  confirmed on Kafka. What is still owed is the difference, read from both
+  by :meth:`MessageRepository.load_many`, so a crash between a status write
+  and its DTO only repeats a DTO, never loses one.
 """
 
 from __future__ import annotations
@@ -39,10 +43,11 @@ from typing import Any
 from pymongo.operations import InsertOne, UpdateOne
 
 from contracts import MessageType, Progress, Status
-from storage.mongo import Document, Store, WriteOp, bulk_write, find_by_ids
+from storage.mongo import Document, Store, WriteOp, bulk_write, find_by_ids, translated
 from storage.state import MessageState, Submission
 
-_SHARED = frozenset({"_id", "outbox", "published_version"})
+_MERGED = frozenset({"_id", "reached"})
+"""Fields a status update merges rather than overwrites."""
 
 
 def to_document(state: MessageState, rev: int, writer: str) -> Document:
@@ -61,8 +66,7 @@ def to_document(state: MessageState, rev: int, writer: str) -> Document:
             }
             for rid, p in sorted(state.progress.items())
         ],
-        "outbox": list(state.outbox),
-        "published_version": state.published_version,
+        "reached": list(state.reached),
         "rev": rev,
         "writer": writer,
     }
@@ -79,7 +83,7 @@ def to_document(state: MessageState, rev: int, writer: str) -> Document:
     return doc
 
 
-def from_document(doc: Document) -> MessageState:
+def from_document(doc: Document, published_version: int = 0) -> MessageState:
     submission = None
     if doc.get("content") is not None:
         submission = Submission(
@@ -103,8 +107,8 @@ def from_document(doc: Document) -> MessageState:
             for p in doc.get("progress", [])
         },
         status=Status(doc["status"]),
-        outbox=tuple(doc.get("outbox", [])),
-        published_version=int(doc.get("published_version", 0)),
+        reached=tuple(doc.get("reached", [])),
+        published_version=published_version,
         rev=int(doc["rev"]),
     )
 
@@ -121,15 +125,23 @@ class MessageRepository:
     """Loads and conditionally writes :class:`MessageState` documents."""
 
     name = "messages"
+    published_name = "published"
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self.collection = store.collection(self.name)
+        self.published = store.collection(self.published_name)
 
     async def load_many(self, ids: Iterable[str]) -> dict[str, MessageState]:
+        """The stored states, each with the highest version already published."""
         docs = await find_by_ids(self.collection, list(ids), self.store.lookup)
+        owing = [i for i, d in docs.items() if d.get("reached")]
+        published = await find_by_ids(self.published, owing, self.store.lookup)
 
-        return {i: from_document(d) for i, d in docs.items()}
+        return {
+            i: from_document(d, int(published.get(i, {}).get("version", 0)))
+            for i, d in docs.items()
+        }
 
     async def save_many(
         self,
@@ -139,8 +151,7 @@ class MessageRepository:
         """Write each state with a guard on the revision it was read at.
 
         ``reached`` names, per message, the versions this write reached; they
-        are added to the outbox, which the enrichment worker empties, so this
-        write never puts back a version whose DTO is already out. Returns the
+        are merged into the stored list rather than written over it. Returns the
         states as stored (with their new revision) and the ids that lost a
         race and must be re-read and applied again.
         """
@@ -156,9 +167,7 @@ class MessageRepository:
             guard: dict[str, Any] = {"_id": state.id}
             if self.store.guarded_writes:
                 guard |= {"rev": state.rev, "version": {"$lte": state.version}}
-            # The outbox and published_version belong to the enrichment
-            # worker once a document exists; leave them to it.
-            owned = {k: v for k, v in doc.items() if k not in _SHARED}
+            owned = {k: v for k, v in doc.items() if k not in _MERGED}
             # The version (the status height) can only rise, whatever the
             # guard: $max enforces it in the write itself, on FerretDB too.
             del owned["version"]
@@ -168,7 +177,7 @@ class MessageRepository:
             }
             added = list((reached or {}).get(state.id, ()))
             if added:
-                update["$addToSet"] = {"outbox": {"$each": added}}
+                update["$addToSet"] = {"reached": {"$each": added}}
             ops.append(UpdateOne(guard, update))
         duplicates = await bulk_write(self.collection, ops, ignore_duplicates=False)
 
@@ -197,21 +206,34 @@ class MessageRepository:
 
         return SaveResult(saved=saved, conflicts=conflicts)
 
-    async def mark_published(self, published: dict[str, int]) -> None:
+    async def mark_published(self, published: Mapping[str, int]) -> None:
         """Record that every DTO up to ``version`` of each message is out."""
         ops: list[WriteOp] = [
-            UpdateOne(
-                {"_id": message_id},
-                {
-                    "$max": {"published_version": version},
-                    # FerretDB v1 ignores a $pull with a condition without a
-                    # word, so name the versions: there are at most five.
-                    "$pullAll": {"outbox": list(range(1, version + 1))},
-                },
-            )
+            UpdateOne({"_id": message_id}, {"$max": {"version": version}}, upsert=True)
             for message_id, version in published.items()
         ]
-        await bulk_write(self.collection, ops, ignore_duplicates=True)
+        # Two upserts of a new id can race; the loser's mark is dropped, which
+        # at worst repeats a DTO that downstream drops by its version.
+        await bulk_write(self.published, ops, ignore_duplicates=True)
+
+    async def owed(self) -> list[str]:
+        """Ids of submitted messages whose latest DTO is not confirmed yet.
+
+        Reads both collections whole: meant for checks and reports on small
+        databases (the demo, the tests), not for a worker's hot path.
+        """
+        wanted = {"content": {"$ne": None}, "version": {"$gt": 0}}
+        async with translated():
+            versions = {
+                d["_id"]: d["version"]
+                async for d in self.collection.find(wanted, {"version": 1})
+            }
+            out = {
+                d["_id"]: d["version"]
+                async for d in self.published.find({}, {"version": 1})
+            }
+
+        return sorted(i for i, v in versions.items() if out.get(i, 0) < v)
 
     async def in_conversation(
         self, conversation_id: str, limit: int = 100

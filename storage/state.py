@@ -41,10 +41,11 @@ class MessageState:
     """Everything Courier keeps about one message.
 
     ``rev`` counts writes and guards them (0: not stored yet).
-    ``outbox`` lists the versions this message reached whose DTO is not yet
-    confirmed on the client topic; ``published_version`` is the highest one
-    that is. Once every DTO is out, the outbox is empty, so the stored state
-    no longer depends on which intermediate statuses a message passed.
+    ``reached`` lists every version (status height above zero) the message
+    has reached, oldest first: each one owes a DTO. ``published_version`` is
+    the highest version whose DTO is confirmed on the client topic; it is
+    kept apart from the message (see ``storage.messages``) and merged in
+    when the state is loaded.
     """
 
     id: str
@@ -53,7 +54,7 @@ class MessageState:
     recipients: tuple[str, ...] | None = None
     progress: dict[str, Progress] = field(default_factory=dict)
     status: Status = Status.PENDING
-    outbox: tuple[int, ...] = ()
+    reached: tuple[int, ...] = ()
     published_version: int = 0
     rev: int = 0
 
@@ -64,7 +65,7 @@ class MessageState:
     @property
     def unpublished(self) -> tuple[int, ...]:
         """Versions still owed a DTO, oldest first."""
-        return tuple(v for v in self.outbox if v > self.published_version)
+        return tuple(v for v in self.reached if v > self.published_version)
 
 
 def new_state(message_id: str, conversation_id: str) -> MessageState:
@@ -80,11 +81,11 @@ def _settle(state: MessageState) -> MessageState:
     status = join(state.status, rolled)
     if status == state.status:
         return state
-    outbox = state.outbox
+    reached = state.reached
     if status.height > 0:
-        outbox = (*outbox, status.height)
+        reached = (*reached, status.height)
 
-    return replace(state, status=status, outbox=outbox)
+    return replace(state, status=status, reached=reached)
 
 
 def apply_submitted(

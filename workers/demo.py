@@ -18,7 +18,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 from contracts import MessageDTO, encode
-from storage import ParkingRepository, Store
+from storage import MessageRepository, ParkingRepository, Store
 from workers.kafka import ensure_topics, make_producer, topic_size
 from workers.replay import Planned, irc_plan
 from workers.settings import Settings
@@ -88,6 +88,7 @@ async def _drain_dtos(
     seen: set[tuple[str, int]] = set()
     total = 0
     messages = store.collection("messages")
+    repository = MessageRepository(store)
     try:
         while time.monotonic() < deadline:
             if not alive():
@@ -103,13 +104,11 @@ async def _drain_dtos(
                     held = latest.get(dto.id)
                     if held is None or held["version"] < dto.version:
                         latest[dto.id] = json.loads(record.value)
-            if wanted <= latest.keys():
-                owed = await messages.count_documents({"outbox.0": {"$exists": True}})
-                if owed == 0:
-                    versions = messages.find({}, {"version": 1})
-                    stored = {d["_id"]: d["version"] async for d in versions}
-                    if all(latest[i]["version"] == stored.get(i) for i in wanted):
-                        return latest, total, len(seen)
+            if wanted <= latest.keys() and not await repository.owed():
+                versions = messages.find({}, {"version": 1})
+                stored = {d["_id"]: d["version"] async for d in versions}
+                if all(latest[i]["version"] == stored.get(i) for i in wanted):
+                    return latest, total, len(seen)
     finally:
         await consumer.stop()
     missing = len(wanted - latest.keys())

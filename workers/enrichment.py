@@ -1,10 +1,11 @@
 """The enrichment worker: one DTO per status change, sender and conversation embedded.
 
 It reads the internal changes topic, loads the messages named there, and for
-every version still in a message's outbox publishes a :class:`MessageDTO` to
-the client topic, keyed by conversation. Once the broker has acknowledged
-them, the outbox entries are cleared; a crash before that repeats the DTOs
-with the same version, which consumers drop by version.
+every version a message reached that is not published yet sends a
+:class:`MessageDTO` to the client topic, keyed by conversation. Once the
+broker has acknowledged them, the highest version is recorded in the
+``published`` collection (this worker's only write); a crash before that
+repeats the DTOs with the same version, which consumers drop by version.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ roll-up of its recipients' progress (see :mod:`contracts.status`). Each batch
 is one read and one conditional write per message touched. After the write,
 every message owed a DTO is announced on the internal changes topic, and only
 then are the input offsets committed: a crash in between repeats the
-announcement, never loses it, because the outbox in the document says what
-is still owed.
+announcement, never loses it, because the versions the document reached,
+against those recorded as published, say what is still owed.
 
 A message whose sender or conversation is not stored yet is parked (see
 :mod:`storage.parking`); a receipt that comes before its message is kept on a
@@ -194,8 +194,10 @@ class StatusWorker:
                         state = apply_receipt(state, event)
                 if state != before:
                     changed.append(state)
-                    had = before.outbox if before is not None else ()
-                    reached[message_id] = tuple(v for v in state.outbox if v not in had)
+                    had = before.reached if before is not None else ()
+                    reached[message_id] = tuple(
+                        v for v in state.reached if v not in had
+                    )
                 else:
                     final[message_id] = state
             result = await self.ctx.messages.save_many(changed, reached)

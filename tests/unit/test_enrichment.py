@@ -48,7 +48,7 @@ STATE = MessageState(
     ),
     recipients=("u-2",),
     status=Status.READ,
-    outbox=(1, 3, 4),
+    reached=(1, 3, 4),
 )
 
 

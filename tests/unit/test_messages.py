@@ -27,7 +27,7 @@ FULL = MessageState(
         "u-2": Progress(failed=True),
     },
     status=Status.FAILED,
-    outbox=(1, 2),
+    reached=(1, 2),
     published_version=1,
     rev=4,
 )
@@ -35,7 +35,9 @@ FULL = MessageState(
 
 def test_a_full_state_round_trips() -> None:
     """from_document(to_document(state)) is the state at the written revision."""
-    assert replace(FULL, rev=5) == from_document(to_document(FULL, 5, "writer-a"))
+    doc = to_document(FULL, 5, "writer-a")
+
+    assert replace(FULL, rev=5) == from_document(doc, FULL.published_version)
 
 
 def test_a_pending_state_without_submission_round_trips() -> None:
@@ -54,7 +56,9 @@ def test_empty_content_still_counts_as_a_submission() -> None:
     assert FULL.submission is not None
     state = replace(FULL, submission=replace(FULL.submission, content=""))
 
-    assert replace(state, rev=5) == from_document(to_document(state, 5, "w"))
+    doc = to_document(state, 5, "w")
+
+    assert replace(state, rev=5) == from_document(doc, state.published_version)
 
 
 def test_document_keys_and_derived_fields() -> None:
@@ -67,8 +71,7 @@ def test_document_keys_and_derived_fields() -> None:
         "status": "FAILED",
         "version": 2,
         "recipients": ["u-2", "u-3"],
-        "outbox": [1, 2],
-        "published_version": 1,
+        "reached": [1, 2],
         "rev": 5,
         "writer": "writer-a",
         "sender_id": "u-1",
@@ -76,6 +79,12 @@ def test_document_keys_and_derived_fields() -> None:
         "timestamp": AT,
         "reply_to_id": "m-0",
     } == {k: v for k, v in doc.items() if k not in ("content", "progress")}
+
+
+def test_the_published_version_is_not_part_of_the_message_document() -> None:
+    """Only the enrichment worker records what is published, elsewhere."""
+    assert 0 == from_document(to_document(FULL, 5, "w")).published_version
+    assert "published_version" not in to_document(FULL, 5, "w")
 
 
 def test_progress_is_stored_as_a_list_sorted_by_recipient() -> None:

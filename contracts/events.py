@@ -218,3 +218,15 @@ class MessageChanged(Model):
     message_id: str
     conversation_id: str
     version: int
+
+
+class DirectoryChanged(Model):
+    """``chat.internal.directory-changes.v1``: a user or conversation was stored.
+
+    Internal to Courier: the directory worker publishes it after the store
+    write, and every worker process that caches directory entries drops the
+    entry it names.
+    """
+
+    kind: Literal["user", "conversation"]
+    id: str

@@ -40,6 +40,10 @@ class Topics:
         return f"{self.prefix}chat.internal.message-changes.v1"
 
     @property
+    def directory_changes(self) -> str:
+        return f"{self.prefix}chat.internal.directory-changes.v1"
+
+    @property
     def dlq(self) -> str:
         return f"{self.prefix}chat.dlq.v1"
 
@@ -53,6 +57,7 @@ class Topics:
         return (
             *self.inbound,
             self.message_changes,
+            self.directory_changes,
             self.client_messages,
             self.dlq,
         )

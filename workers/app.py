@@ -22,6 +22,7 @@ from faststream.middlewares import AckPolicy
 
 from storage import Lookup, Store
 from workers import observe
+from workers.cache import DirectoryCache
 from workers.context import Context
 from workers.directory import DirectoryWorker
 from workers.enrichment import EnrichmentWorker
@@ -140,7 +141,15 @@ class Process:
         chosen = await self._prepare(store)
         producer = make_producer(s.kafka_bootstrap_servers)
         await producer.start()
-        self.ctx = Context(settings=s, store=store, producer=producer)
+        cache = None
+        if s.directory_cache_size and {"status", "enrichment"} & set(self.names):
+            cache = DirectoryCache(
+                s.kafka_bootstrap_servers,
+                s.topics.directory_changes,
+                s.directory_cache_size,
+            )
+            await cache.start()
+        self.ctx = Context(settings=s, store=store, producer=producer, cache=cache)
         for name in self.names:
             worker = WORKERS[name](self.ctx)
             self.runners[name] = Runner(
@@ -192,6 +201,8 @@ class Process:
                 await task
         observe.stop(self.http)
         if self.ctx is not None:
+            if self.ctx.cache is not None:
+                await self.ctx.cache.stop()
             await self.ctx.producer.stop()
             await self.ctx.store.close()
         log.info("process.stopped", workers=self.names)

@@ -16,6 +16,8 @@ from storage import (
     Store,
     UserRepository,
 )
+from storage.mongo import Document
+from workers.cache import DirectoryCache
 from workers.kafka import Headers
 from workers.settings import Settings
 
@@ -37,6 +39,7 @@ class Context:
     settings: Settings
     store: Store
     producer: AIOKafkaProducer
+    cache: DirectoryCache | None = None
     users: UserRepository = field(init=False)
     conversations: ConversationRepository = field(init=False)
     messages: MessageRepository = field(init=False)
@@ -51,6 +54,24 @@ class Context:
     @property
     def topics(self) -> Topics:
         return self.settings.topics
+
+    async def directory(
+        self, user_ids: Sequence[str], conversation_ids: Sequence[str]
+    ) -> tuple[dict[str, Document], dict[str, Document]]:
+        """The stored users and conversations among these ids, for one batch."""
+        if self.cache is None:
+            return await asyncio.gather(
+                self.users.get_many(user_ids),
+                self.conversations.get_many(conversation_ids),
+            )
+        await self.cache.sync()
+
+        return await asyncio.gather(
+            self.cache.get_many("user", user_ids, self.users.get_many),
+            self.cache.get_many(
+                "conversation", conversation_ids, self.conversations.get_many
+            ),
+        )
 
     async def publish(self, records: Sequence[Outgoing]) -> None:
         """Send in order and wait until the broker has acknowledged every one.

@@ -1,7 +1,9 @@
 """The directory worker: users and conversations into their collections.
 
-After each batch it re-drives the records parked for the entities it just
-stored, by publishing them again to their original topic.
+After each batch it announces what it stored on the internal
+directory-changes topic (so that worker processes drop cached entries, see
+:mod:`workers.cache`), then re-drives the records parked for those entities
+by publishing them again to their original topic.
 """
 
 from __future__ import annotations
@@ -10,7 +12,14 @@ from collections.abc import Sequence
 
 import structlog
 
-from contracts import ContractError, ConversationUpserted, UserUpserted, decode
+from contracts import (
+    ContractError,
+    ConversationUpserted,
+    DirectoryChanged,
+    UserUpserted,
+    decode,
+    encode,
+)
 from workers.context import Context, Outgoing
 from workers.kafka import Record
 from workers.runtime import Rejected
@@ -43,9 +52,23 @@ class DirectoryWorker:
             await self.ctx.users.upsert_many(users)
         if conversations:
             await self.ctx.conversations.upsert_many(conversations)
-        refs = [f"user:{u.id}" for u in users]
-        refs += [f"conversation:{c.id}" for c in conversations]
-        await self.redrive(refs)
+        changed = [DirectoryChanged(kind="user", id=u.id) for u in users]
+        changed += [
+            DirectoryChanged(kind="conversation", id=c.id) for c in conversations
+        ]
+        # Announce only after the store holds the change: a cache that drops
+        # the entry then reads it back new (see workers.cache).
+        await self.ctx.publish(
+            [
+                Outgoing(
+                    topic=self.ctx.topics.directory_changes,
+                    key=c.id.encode(),
+                    value=encode(c),
+                )
+                for c in dict.fromkeys(changed)
+            ]
+        )
+        await self.redrive([f"{c.kind}:{c.id}" for c in changed])
 
         return rejected
 

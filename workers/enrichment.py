@@ -89,9 +89,8 @@ class EnrichmentWorker:
             and states[i].unpublished
         ]
         senders = {s.submission.sender_id for s in due if s.submission}
-        users = await self.ctx.users.get_many(sorted(senders))
-        conversations = await self.ctx.conversations.get_many(
-            sorted({s.conversation_id for s in due})
+        users, conversations = await self.ctx.directory(
+            sorted(senders), sorted({s.conversation_id for s in due})
         )
 
         out: list[Outgoing] = []

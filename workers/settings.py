@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     partitions: int = Field(default=6, ge=1)
     """Partitions of the inbound topics: the ceiling on parallel workers."""
 
+    directory_cache_size: int = Field(default=10_000, ge=0)
+    """Users, and as many conversations, each process keeps; 0 turns it off."""
+
     batch_max_records: int = Field(default=500, ge=1)
     batch_timeout_ms: int = Field(default=20, ge=1)
     retry_initial_s: float = Field(default=0.1, gt=0)

@@ -80,10 +80,10 @@ class StatusWorker:
         self, submissions: Sequence[MessageSubmitted]
     ) -> tuple[dict[str, tuple[str, ...]], dict[str, list[str]]]:
         """Participants per known conversation, and what each message lacks."""
-        conversations = await self.ctx.conversations.get_many(
-            [s.conversation_id for s in submissions]
+        users, conversations = await self.ctx.directory(
+            [s.sender_id for s in submissions],
+            [s.conversation_id for s in submissions],
         )
-        users = await self.ctx.users.get_many([s.sender_id for s in submissions])
         participants = {
             cid: tuple(doc["participant_ids"]) for cid, doc in conversations.items()
         }

@@ -128,11 +128,11 @@ def settings_from(env: dict[str, str]) -> Settings:
 
 @functools.cache
 def keda_schema() -> Object:
-    """KEDA's ScaledObject schema, closed the way the API server prunes.
+    """KEDA's ScaledObject schema, with every object closed to unknown fields.
 
-    A CRD's schema leaves unknown fields open because the API server drops
-    them silently; here an unknown field fails instead, so that a misspelt
-    one is caught rather than lost.
+    The API server silently drops a field that a CRD's schema does not know,
+    so the schema leaves them open; closed, a misspelt field fails here
+    instead of vanishing in the cluster.
     """
     crd = yaml.safe_load(require(KEDA_CRD, "make deploy-tools").read_text())
     (version,) = (v for v in crd["spec"]["versions"] if v["storage"])

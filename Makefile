@@ -5,14 +5,16 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+DEPLOY_TOOLS := .local/schemas/.complete
 
-.PHONY: help install services up down status demo test test-unit test-integration lint format clean
+.PHONY: help install deploy-tools services up down status demo test test-unit test-integration test-deploy lint format clean
 
 help:
 	@echo "make demo     replay the real IRC logs through the pipeline and report"
 	@echo "make test     run the unit and integration tests against real services"
 	@echo "make up/down  start/stop the local Kafka broker and FerretDB store"
 	@echo "make lint     ruff, ruff format --check, mypy --strict"
+	@echo "make test-deploy  check the Dockerfile, compose file and Kubernetes manifests"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +23,12 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 install: $(STAMP)
+
+# kustomize and the compose and KEDA schemas that tests/deploy checks against.
+$(DEPLOY_TOOLS): deploy/tools.sh
+	@deploy/tools.sh
+
+deploy-tools: $(DEPLOY_TOOLS)
 
 services:
 	@deploy/local/build.sh kafka
@@ -39,7 +47,7 @@ status: install
 demo: up
 	$(BIN)/courier demo
 
-test: up
+test: up deploy-tools
 	$(BIN)/pytest
 
 test-unit: install
@@ -47,6 +55,9 @@ test-unit: install
 
 test-integration: up
 	$(BIN)/pytest tests/integration
+
+test-deploy: install deploy-tools
+	$(BIN)/pytest tests/deploy
 
 lint: install
 	$(BIN)/ruff check .

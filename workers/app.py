@@ -18,6 +18,7 @@ import structlog
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.middlewares import AckPolicy
 
 from storage import Lookup, Store
@@ -78,6 +79,9 @@ class Process:
             client_id=f"courier-{'-'.join(self.names)}",
             graceful_timeout=settings.shutdown_grace_s,
             logger=None,
+            middlewares=[
+                KafkaPrometheusMiddleware(registry=observe.REGISTRY, app_name="courier")
+            ],
         )
         for name in self.names:
             self._subscribe(name)
@@ -163,6 +167,19 @@ class Process:
                     "set COURIER_HTTP_PORT to a free port, or 0 for none."
                 ) from None
         self.tasks.append(asyncio.create_task(self.health.watch(self._probe)))
+        self.tasks.append(
+            asyncio.create_task(
+                observe.watch_lag(
+                    s.kafka_bootstrap_servers,
+                    [
+                        (s.group(name), topic)
+                        for name in self.names
+                        for topic in self.topics_of(s, name)
+                    ],
+                    s.lag_refresh_s,
+                )
+            )
+        )
         log.info(
             "process.started",
             workers=self.names,

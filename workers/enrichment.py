@@ -27,7 +27,7 @@ from storage import MessageState
 from storage.mongo import Document
 from workers.context import Context, Outgoing
 from workers.kafka import Record
-from workers.observe import DTOS
+from workers.observe import DTOS, count_lookups
 from workers.runtime import Rejected
 
 _BY_HEIGHT = list(Status)
@@ -87,11 +87,14 @@ class EnrichmentWorker:
             and states[i].submission is not None
             and states[i].unpublished
         ]
-        senders = {s.submission.sender_id for s in due if s.submission}
-        users = await self.ctx.users.get_many(sorted(senders))
-        conversations = await self.ctx.conversations.get_many(
-            sorted({s.conversation_id for s in due})
-        )
+        # Read fresh for every batch, so that a rename shows at once; within
+        # the batch, each distinct id is read once and reused.
+        senders = [s.submission.sender_id for s in due if s.submission]
+        chats = [s.conversation_id for s in due]
+        users = await self.ctx.users.get_many(sorted(set(senders)))
+        conversations = await self.ctx.conversations.get_many(sorted(set(chats)))
+        count_lookups("user", senders)
+        count_lookups("conversation", chats)
 
         out: list[Outgoing] = []
         published: dict[str, int] = {}

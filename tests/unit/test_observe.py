@@ -1,0 +1,54 @@
+"""The metrics helpers: look-up counting and a lag reading that cannot fail."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from workers import observe
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def value(name: str, **labels: str) -> float:
+    found = observe.REGISTRY.get_sample_value(name, labels)
+    return 0.0 if found is None else found
+
+
+def test_lookups_count_one_store_read_per_distinct_id() -> None:
+    """Five messages from two senders: two reads, three reuses."""
+    before = value("courier_enrichment_lookups_total", entity="user", served_by="store")
+    reused = value("courier_enrichment_lookups_total", entity="user", served_by="batch")
+
+    observe.count_lookups("user", ["u-1", "u-2", "u-1", "u-1", "u-2"])
+
+    assert (
+        2
+        == value("courier_enrichment_lookups_total", entity="user", served_by="store")
+        - before
+    )
+    assert (
+        3
+        == value("courier_enrichment_lookups_total", entity="user", served_by="batch")
+        - reused
+    )
+
+
+async def test_a_lag_reading_that_fails_is_counted_and_logged_not_raised(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """No broker answers: the refresh returns, counts the failure, logs once."""
+    before = value("courier_consumer_lag_errors_total")
+
+    await observe.refresh_lag(
+        f"127.0.0.1:{closed_port()}", [("g", "t.one"), ("g", "t.two")]
+    )
+
+    assert 2 == value("courier_consumer_lag_errors_total") - before
+    out, err = capfd.readouterr()
+    assert 1 == (out + err).count("lag.refresh_failed")

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from importlib.metadata import version
 from wsgiref.simple_server import WSGIServer
 
 import structlog
@@ -21,10 +22,12 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.middlewares import AckPolicy
 
+from contracts import MessageChanged, MessageDTO
 from storage import Lookup, Store
 from workers import observe
 from workers.context import Context
 from workers.directory import DirectoryWorker
+from workers.docs import CourierAsyncAPI
 from workers.enrichment import EnrichmentWorker
 from workers.kafka import (
     Record,
@@ -85,6 +88,7 @@ class Process:
         )
         for name in self.names:
             self._subscribe(name)
+        self._declare_publishers()
 
     @staticmethod
     def topics_of(settings: Settings, name: str) -> list[str]:
@@ -116,6 +120,39 @@ class Process:
         async def handle(message: KafkaMessage) -> None:
             records = [Record.from_consumer(r) for r in message.raw_message]
             await self.runners[name].run(records, message.consumer)
+
+    def _declare_publishers(self) -> None:
+        """Name what the workers publish, for the AsyncAPI document.
+
+        Workers send through their own idempotent producer (see
+        :mod:`workers.context`), not through these publishers.
+        """
+        t = self.settings.topics
+        if "status" in self.names:
+            self.broker.publisher(
+                t.message_changes,
+                title="courier.status:message-changes",
+                description="Internal: a stored message owes DTOs up to this "
+                "version. Keyed by conversation id.",
+                schema=MessageChanged,
+            )
+        if "enrichment" in self.names:
+            self.broker.publisher(
+                t.client_messages,
+                title="courier.enrichment:client-messages",
+                description="For clients: one MessageDTO per status change of a "
+                "message, keyed by conversation id, at least once; drop repeats "
+                "by (id, version).",
+                schema=MessageDTO,
+            )
+        self.broker.publisher(
+            t.dlq,
+            title="courier:dead-letters",
+            description="A record no worker can take: the original key, value "
+            "and headers byte for byte, plus courier.dlq.* headers (reason, "
+            "error, worker, topic, partition, offset, timestamp_ms, at_ms). "
+            "The value is whatever the original held, so it has no schema.",
+        )
 
     async def _prepare(self, store: Store) -> Lookup:
         """Ask the store what it is, create indexes and topics; retry blips."""
@@ -260,6 +297,9 @@ def build_app(settings: Settings, names: Sequence[str]) -> tuple[FastStream, Pro
         on_shutdown=[process.begin_shutdown],
         after_shutdown=[process.stop],
         logger=None,
+        specification=CourierAsyncAPI(
+            process.broker, settings.topics, version("courier")
+        ),
     )
 
     return app, process

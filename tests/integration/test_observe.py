@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -15,24 +12,9 @@ from storage import Store
 from tests.integration.harness import Out, WorkerProcess, eventually, publish
 from tests.integration.test_crashes import stop_store
 from tests.integration.test_guarantees import directory, directory_direct, message
+from tests.net import free_port, get
 from workers.kafka import ensure_topics
 from workers.settings import Settings
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-    except OSError as error:
-        return 0, str(error)
 
 
 def sample(page: str, name: str, **labels: str) -> float | None:

@@ -1,5 +1,6 @@
 """Courier's wire contract: models, statuses and topic names, with no I/O."""
 
+from contracts.client import CourierClient, Producer
 from contracts.codec import decode, encode
 from contracts.errors import (
     ContractError,
@@ -34,6 +35,7 @@ __all__ = [
     "ConversationKind",
     "ConversationSummary",
     "ConversationUpserted",
+    "CourierClient",
     "CourierError",
     "DecodeError",
     "DirectoryChanged",
@@ -43,6 +45,7 @@ __all__ = [
     "MessageSubmitted",
     "MessageType",
     "MissingReference",
+    "Producer",
     "Progress",
     "ReceiptReported",
     "ReceiptStatus",

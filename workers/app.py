@@ -12,19 +12,23 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from importlib.metadata import version
 from wsgiref.simple_server import WSGIServer
 
 import structlog
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.middlewares import AckPolicy
 
+from contracts import DirectoryChanged, MessageChanged, MessageDTO
 from storage import Lookup, Store
 from workers import observe
 from workers.cache import DirectoryCache
 from workers.context import Context
 from workers.directory import DirectoryWorker
+from workers.docs import CourierAsyncAPI
 from workers.enrichment import EnrichmentWorker
 from workers.kafka import (
     Record,
@@ -79,9 +83,13 @@ class Process:
             client_id=f"courier-{'-'.join(self.names)}",
             graceful_timeout=settings.shutdown_grace_s,
             logger=None,
+            middlewares=[
+                KafkaPrometheusMiddleware(registry=observe.REGISTRY, app_name="courier")
+            ],
         )
         for name in self.names:
             self._subscribe(name)
+        self._declare_publishers()
 
     @staticmethod
     def topics_of(settings: Settings, name: str) -> list[str]:
@@ -113,6 +121,47 @@ class Process:
         async def handle(message: KafkaMessage) -> None:
             records = [Record.from_consumer(r) for r in message.raw_message]
             await self.runners[name].run(records, message.consumer)
+
+    def _declare_publishers(self) -> None:
+        """Name what the workers publish, for the AsyncAPI document.
+
+        Workers send through their own idempotent producer (see
+        :mod:`workers.context`), not through these publishers.
+        """
+        t = self.settings.topics
+        if "directory" in self.names:
+            self.broker.publisher(
+                t.directory_changes,
+                title="courier.directory:directory-changes",
+                description="Internal: a user or conversation was stored; every "
+                "worker process drops its cached copy. Keyed by the entity id.",
+                schema=DirectoryChanged,
+            )
+        if "status" in self.names:
+            self.broker.publisher(
+                t.message_changes,
+                title="courier.status:message-changes",
+                description="Internal: a stored message owes DTOs up to this "
+                "version. Keyed by conversation id.",
+                schema=MessageChanged,
+            )
+        if "enrichment" in self.names:
+            self.broker.publisher(
+                t.client_messages,
+                title="courier.enrichment:client-messages",
+                description="For clients: one MessageDTO per status change of a "
+                "message, keyed by conversation id, at least once; drop repeats "
+                "by (id, version).",
+                schema=MessageDTO,
+            )
+        self.broker.publisher(
+            t.dlq,
+            title="courier:dead-letters",
+            description="A record no worker can take: the original key, value "
+            "and headers byte for byte, plus courier.dlq.* headers (reason, "
+            "error, worker, topic, partition, offset, timestamp_ms, at_ms). "
+            "The value is whatever the original held, so it has no schema.",
+        )
 
     async def _prepare(self, store: Store) -> Lookup:
         """Ask the store what it is, create indexes and topics; retry blips."""
@@ -172,6 +221,19 @@ class Process:
                     "set COURIER_HTTP_PORT to a free port, or 0 for none."
                 ) from None
         self.tasks.append(asyncio.create_task(self.health.watch(self._probe)))
+        self.tasks.append(
+            asyncio.create_task(
+                observe.watch_lag(
+                    s.kafka_bootstrap_servers,
+                    [
+                        (s.group(name), topic)
+                        for name in self.names
+                        for topic in self.topics_of(s, name)
+                    ],
+                    s.lag_refresh_s,
+                )
+            )
+        )
         log.info(
             "process.started",
             workers=self.names,
@@ -254,6 +316,9 @@ def build_app(settings: Settings, names: Sequence[str]) -> tuple[FastStream, Pro
         on_shutdown=[process.begin_shutdown],
         after_shutdown=[process.stop],
         logger=None,
+        specification=CourierAsyncAPI(
+            process.broker, settings.topics, version("courier")
+        ),
     )
 
     return app, process

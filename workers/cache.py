@@ -30,23 +30,13 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from prometheus_client import Counter
 
 from contracts import ContractError, DirectoryChanged, decode
 from storage.mongo import Document
 from workers.kafka import partitions_of
+from workers.observe import CACHE_DROPS, CACHE_LOOKUPS
 
 log = structlog.get_logger("courier.cache")
-
-LOOKUPS = Counter(
-    "courier_directory_cache_lookups_total",
-    "Directory entries asked of the cache, by kind and outcome (hit, miss).",
-    ["kind", "outcome"],
-)
-DROPS = Counter(
-    "courier_directory_cache_drops_total",
-    "Whole-cache drops because the change announcements could not be confirmed.",
-)
 
 Loader = Callable[[Sequence[str]], Awaitable[dict[str, Document]]]
 
@@ -170,7 +160,7 @@ class DirectoryCache:
                         break
                     await self._moved.wait()
         except Exception as error:  # a timeout, or the broker: forget all
-            DROPS.inc()
+            CACHE_DROPS.inc()
             log.warning("cache.sync_failed", error=str(error) or type(error).__name__)
             self.clear()
 
@@ -187,8 +177,8 @@ class DirectoryCache:
                 wanted.append(key)
             else:
                 found[key] = doc
-        LOOKUPS.labels(kind, "hit").inc(len(found))
-        LOOKUPS.labels(kind, "miss").inc(len(wanted))
+        CACHE_LOOKUPS.labels(kind, "hit").inc(len(found))
+        CACHE_LOOKUPS.labels(kind, "miss").inc(len(wanted))
         if wanted:
             drops = self._drops
             loaded = await load(wanted)

@@ -27,8 +27,10 @@ app = typer.Typer(
 )
 topics_app = typer.Typer(help="Manage Courier's Kafka topics.", no_args_is_help=True)
 dlq_app = typer.Typer(help="Inspect and replay dead letters.", no_args_is_help=True)
+docs_cli = typer.Typer(help="Courier's AsyncAPI document.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(docs_cli, name="docs")
 
 T = TypeVar("T")
 WORKER_NAMES = ("directory", "status", "enrichment")
@@ -419,6 +421,32 @@ def demo(
     typer.echo(f"  worker log: {log_path.relative_to(REPO_ROOT)}")
     typer.echo("  sample DTO:")
     typer.echo(json.dumps(report.sample, indent=2, ensure_ascii=False))
+
+
+@docs_cli.command("serve")
+def docs_serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port.")] = 8000,
+) -> None:
+    """Serve the AsyncAPI document and FastStream's page for it, until Ctrl-C."""
+    from workers.docs import docs_server
+
+    try:
+        server = docs_server(host, port)
+    except OSError as error:
+        raise fail(
+            f"Cannot listen on {host}:{port} ({error}); pick another --port."
+        ) from None
+    typer.echo(
+        f"AsyncAPI docs on http://{host}:{port}/ "
+        f"(the document itself: /asyncapi.yaml, /asyncapi.json); Ctrl-C stops"
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 def main() -> None:

@@ -1,7 +1,10 @@
 """Metrics and health over HTTP: ``/metrics``, ``/healthz`` and ``/readyz``.
 
 Served by prometheus_client's WSGI app on the standard library's WSGI server,
-in a daemon thread, so a slow scrape never stalls a batch. ``/healthz``
+in a daemon thread, so a slow scrape never stalls a batch. One registry,
+:data:`REGISTRY`, holds Courier's own metrics and those of FastStream's
+Prometheus middleware (``faststream_*``), which the composition root adds to
+the broker. ``/healthz``
 answers 200 while the process's event loop keeps turning; ``/readyz``
 answers 200 only while the last check of the broker and of the store, made
 from the event loop every few seconds, succeeded.
@@ -13,11 +16,23 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram, make_wsgi_app
+import prometheus_client
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from workers.kafka import group_lag
+
+log = structlog.get_logger("courier.observe")
+
+REGISTRY: CollectorRegistry = prometheus_client.REGISTRY
+"""What ``/metrics`` serves: prometheus_client's default registry."""
+
+LAG_TIMEOUT_S = 30.0
+"""The longest one lag reading of one topic may take before it counts as failed."""
 
 RECORDS = Counter(
     "courier_records_total",
@@ -47,6 +62,25 @@ STATUS_CHANGES = Counter(
 DTOS = Counter("courier_dtos_published_total", "DTOs acknowledged by the broker.")
 PARKED = Counter("courier_parked_total", "Records parked to wait for a missing entity.")
 READY = Gauge("courier_ready", "1 while the broker and the store answer.")
+CACHE_LOOKUPS = Counter(
+    "courier_directory_cache_lookups_total",
+    "Directory entries asked of the cache, by kind and outcome (hit, miss).",
+    ["kind", "outcome"],
+)
+CACHE_DROPS = Counter(
+    "courier_directory_cache_drops_total",
+    "Whole-cache drops because the change announcements could not be confirmed.",
+)
+CONSUMER_LAG = Gauge(
+    "courier_consumer_lag",
+    "Records past the consumer group's committed offset, per partition; "
+    "read from the broker every COURIER_LAG_REFRESH_S.",
+    ["group", "topic", "partition"],
+)
+LAG_ERRORS = Counter(
+    "courier_consumer_lag_errors_total",
+    "Lag readings of one topic that failed; the gauge keeps its last value.",
+)
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -78,8 +112,41 @@ class Health:
             await asyncio.sleep(every_s)
 
 
+async def refresh_lag(bootstrap: str, targets: Sequence[tuple[str, str]]) -> None:
+    """Set the lag gauge of every ``(group, topic)``; log what could not be read."""
+    failed: list[str] = []
+    error: Exception | None = None
+    for group, topic in targets:
+        try:
+            rows = await asyncio.wait_for(
+                group_lag(bootstrap, group, topic), LAG_TIMEOUT_S
+            )
+        except Exception as caught:
+            LAG_ERRORS.inc()
+            failed.append(topic)
+            error = caught
+            continue
+        for row in rows:
+            CONSUMER_LAG.labels(group, topic, str(row.partition)).set(row.lag)
+    if failed:
+        log.warning(
+            "lag.refresh_failed",
+            topics=failed,
+            error=f"{type(error).__name__}: {error}",
+        )
+
+
+async def watch_lag(
+    bootstrap: str, targets: Sequence[tuple[str, str]], every_s: float
+) -> None:
+    """Refresh the lag gauge now and then every ``every_s`` seconds, forever."""
+    while True:
+        await refresh_lag(bootstrap, targets)
+        await asyncio.sleep(every_s)
+
+
 def _app(health: Health) -> Callable[[Environ, StartResponse], Iterable[bytes]]:
-    metrics = make_wsgi_app(REGISTRY)
+    metrics = prometheus_client.make_wsgi_app(REGISTRY)
 
     def app(environ: Environ, start: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")

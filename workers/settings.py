@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535)
     """Port of /metrics, /healthz and /readyz; 0 serves none."""
+    lag_refresh_s: float = Field(default=15.0, ge=1.0)
+    """Seconds between readings of the consumer-lag gauge (at least 1)."""
     shutdown_grace_s: float = Field(default=25.0, gt=0)
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"

@@ -129,31 +129,41 @@ class Process:
         :mod:`workers.context`), not through these publishers.
         """
         t = self.settings.topics
-        if "directory" in self.names:
-            self.broker.publisher(
+        published = [
+            (
+                "directory",
+                "directory-changes",
                 t.directory_changes,
-                title="courier.directory:directory-changes",
-                description="Internal: a user or conversation was stored; every "
-                "worker process drops its cached copy. Keyed by the entity id.",
-                schema=DirectoryChanged,
-            )
-        if "status" in self.names:
-            self.broker.publisher(
+                "Internal: a user or conversation was stored; every worker "
+                "process drops its cached copy. Keyed by the entity id.",
+                DirectoryChanged,
+            ),
+            (
+                "status",
+                "message-changes",
                 t.message_changes,
-                title="courier.status:message-changes",
-                description="Internal: a stored message owes DTOs up to this "
-                "version. Keyed by conversation id.",
-                schema=MessageChanged,
-            )
-        if "enrichment" in self.names:
-            self.broker.publisher(
+                "Internal: a stored message owes DTOs up to this version. "
+                "Keyed by conversation id.",
+                MessageChanged,
+            ),
+            (
+                "enrichment",
+                "client-messages",
                 t.client_messages,
-                title="courier.enrichment:client-messages",
-                description="For clients: one MessageDTO per status change of a "
-                "message, keyed by conversation id, at least once; drop repeats "
-                "by (id, version).",
-                schema=MessageDTO,
-            )
+                "For clients: one MessageDTO per status change of a message, "
+                "keyed by conversation id, at least once; drop repeats by "
+                "(id, version).",
+                MessageDTO,
+            ),
+        ]
+        for worker, name, topic, description, schema in published:
+            if worker in self.names:
+                self.broker.publisher(
+                    topic,
+                    title=f"courier.{worker}:{name}",
+                    description=description,
+                    schema=schema,
+                )
         self.broker.publisher(
             t.dlq,
             title="courier:dead-letters",

@@ -32,6 +32,7 @@ from workers.docs import CourierAsyncAPI
 from workers.enrichment import EnrichmentWorker
 from workers.kafka import (
     Record,
+    SharedProducer,
     ensure_topics,
     lenient_parser,
     make_producer,
@@ -198,7 +199,7 @@ class Process:
             s.mongodb_uri.get_secret_value(), s.mongodb_database, lookup=lookup
         )
         chosen = await self._prepare(store)
-        producer = make_producer(s.kafka_bootstrap_servers)
+        producer = SharedProducer(lambda: make_producer(s.kafka_bootstrap_servers))
         await producer.start()
         cache = None
         if s.directory_cache_size and {"status", "enrichment"} & set(self.names):

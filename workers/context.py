@@ -6,8 +6,6 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaProducer
-
 from contracts import Topics
 from storage import (
     ConversationRepository,
@@ -18,18 +16,8 @@ from storage import (
 )
 from storage.mongo import Document
 from workers.cache import DirectoryCache
-from workers.kafka import Headers
+from workers.kafka import Outgoing, SharedProducer
 from workers.settings import Settings
-
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    """A record to publish."""
-
-    topic: str
-    key: bytes | None
-    value: bytes | None
-    headers: Headers = ()
 
 
 @dataclass
@@ -38,7 +26,7 @@ class Context:
 
     settings: Settings
     store: Store
-    producer: AIOKafkaProducer
+    producer: SharedProducer
     cache: DirectoryCache | None = None
     users: UserRepository = field(init=False)
     conversations: ConversationRepository = field(init=False)
@@ -74,18 +62,5 @@ class Context:
         )
 
     async def publish(self, records: Sequence[Outgoing]) -> None:
-        """Send in order and wait until the broker has acknowledged every one.
-
-        One idempotent producer keeps the order of records that share a key,
-        since they go to one partition through one in-order connection.
-        """
-        futures = [
-            await self.producer.send(
-                r.topic,
-                value=r.value,
-                key=r.key,
-                headers=list(r.headers),
-            )
-            for r in records
-        ]
-        await asyncio.gather(*futures)
+        """Send in order and wait until the broker has acknowledged every one."""
+        await self.producer.send_all(records)

@@ -20,8 +20,8 @@ from contracts import (
     decode,
     encode,
 )
-from workers.context import Context, Outgoing
-from workers.kafka import Record
+from workers.context import Context
+from workers.kafka import Outgoing, Record
 from workers.runtime import Rejected
 
 log = structlog.get_logger("courier.directory")

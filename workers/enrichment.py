@@ -26,8 +26,8 @@ from contracts import (
 )
 from storage import MessageState
 from storage.mongo import Document
-from workers.context import Context, Outgoing
-from workers.kafka import Record
+from workers.context import Context
+from workers.kafka import Outgoing, Record
 from workers.observe import DTOS
 from workers.runtime import Rejected
 

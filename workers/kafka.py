@@ -9,13 +9,22 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    DuplicateSequenceNumber,
+    InvalidProducerEpoch,
+    KafkaError,
+    OutOfOrderSequenceNumber,
+    TopicAlreadyExistsError,
+)
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 from faststream.message import StreamMessage
 
 from contracts import Topics
+
+log = structlog.get_logger("courier.kafka")
 
 Headers = tuple[tuple[str, bytes | None], ...]
 
@@ -103,6 +112,79 @@ def make_producer(bootstrap: str, *, client_id: str = "courier") -> AIOKafkaProd
         max_request_size=DLQ_MAX_BYTES + 64 * 1024,
         request_timeout_ms=30_000,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A record to publish."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: Headers = ()
+
+
+STUCK: tuple[type[KafkaError], ...] = (
+    OutOfOrderSequenceNumber,
+    DuplicateSequenceNumber,
+    InvalidProducerEpoch,
+)
+"""Errors after which an idempotent aiokafka producer never sends again.
+
+A broker restart can leave the producer's sequence numbers out of step with
+the broker's; aiokafka then fails every later send of that partition with
+the same error and does not reset itself. A new producer gets a new
+producer id and starts over."""
+
+
+class SharedProducer:
+    """The process's one producer, replaced when it is stuck (see :data:`STUCK`)."""
+
+    def __init__(self, make: Callable[[], AIOKafkaProducer]) -> None:
+        self._make = make
+        self._producer = make()
+        self._generation = 0
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def send_all(self, records: Sequence[Outgoing]) -> None:
+        """Send in order and wait until the broker has acknowledged every one.
+
+        One idempotent producer keeps the order of records that share a key,
+        since they go to one partition through one in-order connection. A
+        stuck producer is replaced and the error raised, so that the caller
+        retries the whole batch (a repeat, never a loss).
+        """
+        producer, generation = self._producer, self._generation
+        try:
+            futures = [
+                await producer.send(
+                    r.topic, value=r.value, key=r.key, headers=list(r.headers)
+                )
+                for r in records
+            ]
+            await asyncio.gather(*futures)
+        except STUCK:
+            await self._renew(generation)
+            raise
+
+    async def _renew(self, generation: int) -> None:
+        async with self._lock:
+            if generation != self._generation:
+                return  # another caller already replaced it
+            old = self._producer
+            fresh = self._make()
+            await fresh.start()
+            self._producer, self._generation = fresh, generation + 1
+        log.warning("producer.renewed", generation=generation + 1)
+        with contextlib.suppress(Exception):
+            # Its stuck batches can never be acknowledged: do not wait long.
+            await asyncio.wait_for(old.stop(), timeout=5.0)
 
 
 async def commit(

@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
 from storage import StoreUnavailable, WriteConflict
 from workers import observe
-from workers.kafka import Record, commit, rewind
+from workers.kafka import Outgoing, Record, SharedProducer, commit, rewind
 
 log = structlog.get_logger("courier.runtime")
 
@@ -92,7 +92,7 @@ class Runner:
     def __init__(
         self,
         handler: Handler,
-        producer: AIOKafkaProducer,
+        producer: SharedProducer,
         dlq_topic: str,
         *,
         retry_initial_s: float,
@@ -180,16 +180,17 @@ class Runner:
         attempt = 0
         while True:
             try:
-                futures = [
-                    await self.producer.send(
-                        self.dlq_topic,
-                        value=r.record.value,
-                        key=r.record.key,
-                        headers=dlq_headers(r, self.handler.name),
-                    )
-                    for r in rejected
-                ]
-                await asyncio.gather(*futures)
+                await self.producer.send_all(
+                    [
+                        Outgoing(
+                            self.dlq_topic,
+                            key=r.record.key,
+                            value=r.record.value,
+                            headers=tuple(dlq_headers(r, self.handler.name)),
+                        )
+                        for r in rejected
+                    ]
+                )
                 break
             except KafkaError as error:
                 attempt += 1

@@ -38,8 +38,8 @@ from storage import (
     apply_submitted,
     new_state,
 )
-from workers.context import Context, Outgoing
-from workers.kafka import Record
+from workers.context import Context
+from workers.kafka import Outgoing, Record
 from workers.observe import PARKED, STATUS_CHANGES
 from workers.runtime import Rejected
 

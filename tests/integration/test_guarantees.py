@@ -23,7 +23,7 @@ from tests.integration.harness import (
     store_for,
 )
 from workers.context import Context
-from workers.kafka import Record, ensure_topics, make_producer
+from workers.kafka import Record, SharedProducer, ensure_topics, make_producer
 from workers.settings import Settings
 from workers.status import StatusWorker
 
@@ -217,7 +217,9 @@ async def test_two_workers_racing_on_a_new_message_leave_one_document(
     for _ in range(2):
         own = store_for(settings)
         await own.detect()
-        producer = make_producer(settings.kafka_bootstrap_servers)
+        producer = SharedProducer(
+            lambda: make_producer(settings.kafka_bootstrap_servers)
+        )
         await producer.start()
         workers.append(
             StatusWorker(Context(settings=settings, store=own, producer=producer))

@@ -136,7 +136,8 @@ async def find_by_ids(
     if not wanted:
         return {}
     async with translated():
-        if lookup is Lookup.IN or len(wanted) == 1:
+        # Even one id goes by equality on FerretDB: an ``$in`` of one scans.
+        if lookup is Lookup.IN:
             cursor = collection.find({"_id": {"$in": wanted}}, projection)
             docs = await cursor.to_list(None)
         else:

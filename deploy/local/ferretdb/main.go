@@ -52,7 +52,15 @@ func run(listenAddr, stateDir string, logger *slog.Logger) error {
 
 	// FerretDB requires the directory form of the SQLite URI: scheme and a
 	// trailing slash, otherwise it is refused as a file name.
-	sqliteURL := "file:" + filepath.ToSlash(dir) + "/"
+	//
+	// FerretDB runs each updated document as its own SQLite transaction, and
+	// SQLite's default synchronous=FULL fsyncs the WAL on every commit: one
+	// fsync per document, 2.6 ms each on our disks, against 0.04 ms with
+	// NORMAL. In WAL mode NORMAL survives a crash of this process and may
+	// lose the last commits only if the machine itself goes down, which is
+	// what MongoDB's default write concern promises too (journal flushed
+	// every 100 ms), so the local store now behaves like the real one.
+	sqliteURL := "file:" + filepath.ToSlash(dir) + "/?_pragma=synchronous(normal)"
 
 	// Telemetry is disabled and locked by ferretdb.New itself.
 	f, err := ferretdb.New(&ferretdb.Config{

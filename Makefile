@@ -9,11 +9,12 @@ DEPLOY_TOOLS := .local/schemas/.complete
 NODE_DIR := .local/node
 NODE_STAMP := $(NODE_DIR)/.installed-stamp
 
-.PHONY: help install deploy-tools node-tools services up down status demo docs test test-unit test-integration test-deploy lint format clean
+.PHONY: help install deploy-tools node-tools services up down status demo bench docs test test-unit test-integration test-deploy lint format clean
 
 help:
 	@echo "make demo     replay the real IRC logs through the pipeline and report"
 	@echo "make test     run the unit and integration tests against real services"
+	@echo "make bench    batched against naive workers; BENCH_SCALE=0.1 for a quick run"
 	@echo "make up/down  start/stop the local Kafka broker and FerretDB store"
 	@echo "make lint     ruff, ruff format --check, mypy --strict"
 	@echo "make test-deploy  check the Dockerfile, compose file and Kubernetes manifests"
@@ -42,6 +43,12 @@ $(NODE_STAMP): docs/tools/package.json docs/tools/package-lock.json
 
 node-tools: $(NODE_STAMP)
 
+BENCH_STAMP := $(VENV)/.bench-stamp
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	@touch $@
+
 services:
 	@deploy/local/build.sh kafka
 	@deploy/local/build.sh ferretdb
@@ -63,6 +70,9 @@ docs: install node-tools
 	$(BIN)/faststream docs gen --factory workers.docs:docs_app --yaml --out docs/asyncapi.yaml
 	node docs/tools/validate.cjs docs/asyncapi.yaml
 
+bench: up $(BENCH_STAMP)
+	@$(BIN)/python -m bench
+
 test: up node-tools deploy-tools
 	$(BIN)/pytest
 
@@ -78,7 +88,7 @@ test-deploy: install deploy-tools
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy --strict contracts storage workers deploy tests
+	$(BIN)/mypy --strict contracts storage workers deploy tests bench
 
 format: install
 	$(BIN)/ruff check --fix .

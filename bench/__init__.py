@@ -1,0 +1,1 @@
+"""Courier's benchmark: batched workers against a naive pipeline. See README."""

@@ -219,6 +219,18 @@ def _slope(points: list[tuple[float, int]]) -> float:
     return sum((p[0] - mx) * (p[1] - my) for p in points) / den if den else 0.0
 
 
+def _growing(timed: list[tuple[float, float]]) -> bool:
+    """Whether latency climbs through the hold: a queue that keeps growing."""
+    if len(timed) < 20:
+        return False
+    ordered = [ms for _, ms in sorted(timed)]
+    half = len(ordered) // 2
+    early = sorted(ordered[:half])[half // 2]
+    late = sorted(ordered[half:])[(len(ordered) - half) // 2]
+
+    return late > 2 * early + 100
+
+
 async def quiet(v: Variant, lag: Lag, within_s: float) -> bool:
     """Wait until the workers caught up: no lag and every DTO out."""
     assert v.dtos is not None
@@ -283,6 +295,7 @@ async def paced(
     slope = _slope([s for s in samples if s[0] >= seconds / 2])
     warm = sent_at[0] + seconds / 4 if sent_at else 0.0
     latencies, missing = [], 0
+    timed: list[tuple[float, float]] = []
     for mid, reached in steps.items():
         for version, index in reached:
             if sent_at[index] < warm:
@@ -300,7 +313,13 @@ async def paced(
                     missing += 1
                 continue
             latencies.append((came - sent_at[index]) * 1000)
-    steady = arrived and slope <= max(0.05 * rate, 5.0) and missing == 0
+            timed.append((sent_at[index], latencies[-1]))
+    steady = (
+        arrived
+        and slope <= max(0.05 * rate, 5.0)
+        and missing == 0
+        and not _growing(timed)
+    )
 
     return Step(rate, seconds, len(events), latencies, missing, slope, steady)
 

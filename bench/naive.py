@@ -23,6 +23,7 @@ from workers.app import WORKERS, Process
 from workers.context import Context
 from workers.kafka import (
     Record,
+    SharedProducer,
     ensure_topics,
     lenient_parser,
     make_producer,
@@ -64,10 +65,12 @@ def build(settings: Settings) -> FastStream:
         await ensure_topics(
             settings.kafka_bootstrap_servers, settings.topics, settings.partitions
         )
-        producer = make_producer(settings.kafka_bootstrap_servers)
+        producer = SharedProducer(
+            lambda: make_producer(settings.kafka_bootstrap_servers)
+        )
         await producer.start()
-        naive = settings.model_copy(update={"directory_cache_size": 0})
-        ctx = Context(settings=naive, store=store, producer=producer)
+        # No cache: every record reads its sender and conversation.
+        ctx = Context(settings=settings, store=store, producer=producer)
         for name, worker in WORKERS.items():
             runners[name] = Runner(
                 worker(ctx),

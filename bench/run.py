@@ -23,14 +23,16 @@ from bench.workload import Directory, Event, causes, expected_states
 from storage import (
     ConversationRepository,
     Lookup,
+    MessageRepository,
     MessageState,
     Store,
     UserRepository,
 )
 from storage.mongo import find_by_ids
+from workers.cache import DirectoryCache
 from workers.context import Context
 from workers.enrichment import EnrichmentWorker
-from workers.kafka import Record, ensure_topics
+from workers.kafka import Record, SharedProducer, ensure_topics
 from workers.settings import Settings
 from workers.status import StatusWorker
 
@@ -352,7 +354,19 @@ async def store_ceiling(
     """
     store = await seed(settings, directory)
     fake = FakeProducer()
-    ctx = Context(settings=settings, store=store, producer=cast(Any, fake))
+    # The pipeline's directory cache, never dropped here: the directory does
+    # not change while the ceiling runs, so nothing needs announcing.
+    cache = DirectoryCache(
+        settings.kafka_bootstrap_servers,
+        settings.topics.directory_changes,
+        settings.directory_cache_size,
+    )
+    ctx = Context(
+        settings=settings,
+        store=store,
+        producer=SharedProducer(lambda: cast(Any, fake)),
+        cache=cache,
+    )
     status, enrichment = StatusWorker(ctx), EnrichmentWorker(ctx)
     t = settings.topics
     topic = {"messages": t.messages, "receipts": t.receipts}
@@ -421,18 +435,16 @@ async def check_store(v: Variant) -> None:
     store = Store.connect(
         v.settings.mongodb_uri.get_secret_value(), v.settings.mongodb_database
     )
+    await store.detect()
     col = store.collection("messages")
-    stored = {
-        d["_id"]: d
-        async for d in col.find({}, {"status": 1, "version": 1, "outbox": 1})
-    }
+    stored = {d["_id"]: d async for d in col.find({}, {"status": 1, "version": 1})}
+    owed = await MessageRepository(store).owed()
     await store.close()
     wrong = [
         i
         for i, s in v.states.items()
         if stored.get(i, {}).get("status") != s.status.value
     ]
-    owed = [i for i, d in stored.items() if d.get("outbox")]
     extra = len(stored) - len(v.states)
     if wrong:
         v.problems.append(

@@ -110,6 +110,7 @@ class Process:
             batch=True,
             max_records=s.batch_max_records,
             batch_timeout_ms=s.batch_timeout_ms,
+            max_partition_fetch_bytes=s.fetch_partition_bytes,
             ack_policy=AckPolicy.MANUAL,
             auto_offset_reset="earliest",
             parser=lenient_parser,

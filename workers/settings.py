@@ -36,6 +36,8 @@ class Settings(BaseSettings):
 
     batch_max_records: int = Field(default=500, ge=1)
     batch_timeout_ms: int = Field(default=20, ge=1)
+    fetch_partition_bytes: int = Field(default=1024 * 1024, ge=1024)
+    """Most bytes prefetched per partition: with the batch size, bounds memory."""
     retry_initial_s: float = Field(default=0.1, gt=0)
     retry_max_s: float = Field(default=5.0, gt=0)
     record_attempts: int = Field(default=3, ge=1)

@@ -139,7 +139,12 @@ class StatusWorker:
                 )
             events = [(r, e) for r, e in events if e.event_id not in missing]
 
-        by_message: dict[str, list[Event]] = {}
+        # Messages in the order they were submitted, then those that only have
+        # receipts here: receipts travel on their own topic, so where they
+        # sit in a batch says nothing about the order of the messages.
+        by_message: dict[str, list[Event]] = {
+            e.id: [] for _, e in events if isinstance(e, MessageSubmitted)
+        }
         for _, event in events:
             key = event.id if isinstance(event, MessageSubmitted) else event.message_id
             by_message.setdefault(key, []).append(event)
@@ -212,7 +217,9 @@ class StatusWorker:
                 "the batch will be retried"
             )
 
-        return list(final.values()), mismatched
+        # In the batch's order, whatever round each write landed in, so that
+        # one conversation's DTOs come in the order its messages did.
+        return [final[i] for i in by_message if i in final], mismatched
 
     async def _announce(self, states: Sequence[MessageState]) -> None:
         changes = [

@@ -132,16 +132,25 @@ class MessageRepository:
         self.collection = store.collection(self.name)
         self.published = store.collection(self.published_name)
 
-    async def load_many(self, ids: Iterable[str]) -> dict[str, MessageState]:
-        """The stored states, each with the highest version already published."""
-        docs = await find_by_ids(self.collection, list(ids), self.store.lookup)
-        owing = [i for i, d in docs.items() if d.get("reached")]
-        published = await find_by_ids(self.published, owing, self.store.lookup)
+    async def load_many(
+        self, ids: Iterable[str], published: Mapping[str, int] | None = None
+    ) -> dict[str, MessageState]:
+        """The stored states, each with the highest version already published.
 
-        return {
-            i: from_document(d, int(published.get(i, {}).get("version", 0)))
-            for i, d in docs.items()
+        ``published`` is what the caller already knows is out (the enrichment
+        worker remembers what it confirmed itself); those ids are not read
+        from the ``published`` collection. Knowing too little only repeats a
+        DTO, so a caller's memory may lag behind, never run ahead.
+        """
+        known = published or {}
+        docs = await find_by_ids(self.collection, list(ids), self.store.lookup)
+        owing = [i for i, d in docs.items() if d.get("reached") and i not in known]
+        out = await find_by_ids(self.published, owing, self.store.lookup)
+        versions = {i: int(d.get("version", 0)) for i, d in out.items()} | {
+            i: v for i, v in known.items() if i in docs
         }
+
+        return {i: from_document(d, versions.get(i, 0)) for i, d in docs.items()}
 
     async def save_many(
         self,
@@ -181,24 +190,27 @@ class MessageRepository:
             ops.append(UpdateOne(guard, update))
         duplicates = await bulk_write(self.collection, ops, ignore_duplicates=False)
 
-        # A bulk result counts matches but does not say which op missed, so
-        # read back the revisions and the writer token to tell.
+        # An insert that lost shows as a duplicate key. A bulk result counts
+        # an update's matches but does not say which op missed, so read back
+        # the revisions and the writer token of the updated ones to tell.
         stored = await find_by_ids(
             self.collection,
-            [s.id for s in states],
+            [s.id for s in states if s.rev > 0],
             self.store.lookup,
             projection={"rev": 1, "writer": 1},
         )
         saved: list[MessageState] = []
         conflicts: list[str] = []
         for index, state in enumerate(states):
-            found = stored.get(state.id)
-            won = (
-                index not in duplicates
-                and found is not None
-                and found.get("writer") == writer
-                and found.get("rev") == state.rev + 1
-            )
+            if state.rev == 0:
+                won = index not in duplicates
+            else:
+                found = stored.get(state.id)
+                won = (
+                    found is not None
+                    and found.get("writer") == writer
+                    and found.get("rev") == state.rev + 1
+                )
             if won:
                 saved.append(replace(state, rev=state.rev + 1))
             else:

@@ -10,6 +10,7 @@ repeats the DTOs with the same version, which consumers drop by version.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 
 from contracts import (
@@ -32,6 +33,9 @@ from workers.observe import DTOS
 from workers.runtime import Rejected
 
 _BY_HEIGHT = list(Status)
+
+REMEMBERED = 50_000
+"""Messages whose published version a process keeps in memory."""
 
 
 def build_dto(
@@ -68,6 +72,16 @@ class EnrichmentWorker:
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+        self.published: OrderedDict[str, int] = OrderedDict()
+        """The versions this process confirmed, newest last, at most
+        :data:`REMEMBERED`; this worker is the only writer of them."""
+
+    def _remember(self, published: dict[str, int]) -> None:
+        for message_id, version in published.items():
+            self.published[message_id] = version
+            self.published.move_to_end(message_id)
+        while len(self.published) > REMEMBERED:
+            self.published.popitem(last=False)
 
     async def handle(self, records: Sequence[Record]) -> list[Rejected]:
         rejected: list[Rejected] = []
@@ -80,7 +94,9 @@ class EnrichmentWorker:
                 continue
             order[change.message_id] = None
 
-        states = await self.ctx.messages.load_many(order)
+        states = await self.ctx.messages.load_many(
+            order, {i: self.published[i] for i in order if i in self.published}
+        )
         due = [
             states[i]
             for i in order
@@ -120,5 +136,6 @@ class EnrichmentWorker:
         await self.ctx.publish(out)
         DTOS.inc(len(out))
         await self.ctx.messages.mark_published(published)
+        self._remember(published)
 
         return rejected

@@ -168,10 +168,22 @@ class StatusWorker:
         final: dict[str, MessageState] = {}
         mismatched: dict[str, str] = {}
         pending = dict(by_message)
-        for _ in range(MAX_RACES):
+        # A submission is nearly always of a message not stored yet: try its
+        # insert without reading first. If it exists after all (its receipts
+        # came first, or the batch is a repeat), the insert loses on the key
+        # and the next round reads it like any other conflict.
+        unread = {
+            i
+            for i, evs in by_message.items()
+            if any(isinstance(e, MessageSubmitted) for e in evs)
+        }
+        for _ in range(MAX_RACES + 1):
             if not pending:
                 break
-            stored = await self.ctx.messages.load_many(pending)
+            stored = await self.ctx.messages.load_many(
+                i for i in pending if i not in unread
+            )
+            unread = set()
             changed: list[MessageState] = []
             reached: dict[str, tuple[int, ...]] = {}
             for message_id, evs in pending.items():

@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import structlog
+
 from contracts import Topics
 from storage import (
     ConversationRepository,
@@ -18,6 +20,11 @@ from storage.mongo import Document
 from workers.cache import DirectoryCache
 from workers.kafka import Outgoing, SharedProducer
 from workers.settings import Settings
+
+log = structlog.get_logger("courier.context")
+
+REDRIVE_HEADER = "courier.redriven"
+"""Names the parked record a re-driven record was, on its way back."""
 
 
 @dataclass
@@ -60,6 +67,31 @@ class Context:
                 "conversation", conversation_ids, self.conversations.get_many
             ),
         )
+
+    async def redrive(self, refs: Sequence[str]) -> int:
+        """Publish again every record parked for one of ``refs`` (``user:u-1``,
+        ``conversation:c-1``, ``message:m-1``), then unpark them."""
+        parked = await self.parking.waiting_for(refs)
+        if not parked:
+            return 0
+        await self.publish(
+            [
+                Outgoing(
+                    topic=p.topic,
+                    key=p.key,
+                    value=p.value,
+                    headers=(
+                        *(h for h in p.headers if h[0] != REDRIVE_HEADER),
+                        (REDRIVE_HEADER, p.id.encode()),
+                    ),
+                )
+                for p in parked
+            ]
+        )
+        await self.parking.remove(p.id for p in parked)
+        log.info("parked.redriven", records=len(parked), refs=len(refs))
+
+        return len(parked)
 
     async def publish(self, records: Sequence[Outgoing]) -> None:
         """Send in order and wait until the broker has acknowledged every one."""

@@ -26,8 +26,6 @@ from workers.runtime import Rejected
 
 log = structlog.get_logger("courier.directory")
 
-REDRIVE_HEADER = "courier.redriven"
-
 
 class DirectoryWorker:
     name = "directory"
@@ -68,30 +66,6 @@ class DirectoryWorker:
                 for c in dict.fromkeys(changed)
             ]
         )
-        await self.redrive([f"{c.kind}:{c.id}" for c in changed])
+        await self.ctx.redrive([f"{c.kind}:{c.id}" for c in changed])
 
         return rejected
-
-    async def redrive(self, refs: list[str]) -> int:
-        """Publish again every record parked for one of ``refs``."""
-        parked = await self.ctx.parking.waiting_for(refs)
-        if not parked:
-            return 0
-        await self.ctx.publish(
-            [
-                Outgoing(
-                    topic=p.topic,
-                    key=p.key,
-                    value=p.value,
-                    headers=(
-                        *(h for h in p.headers if h[0] != REDRIVE_HEADER),
-                        (REDRIVE_HEADER, p.id.encode()),
-                    ),
-                )
-                for p in parked
-            ]
-        )
-        await self.ctx.parking.remove(p.id for p in parked)
-        log.info("parked.redriven", records=len(parked), refs=len(refs))
-
-        return len(parked)

@@ -9,8 +9,9 @@ announcement, never loses it, because the versions the document reached,
 against those recorded as published, say what is still owed.
 
 A message whose sender or conversation is not stored yet is parked (see
-:mod:`storage.parking`); a receipt that comes before its message is kept on a
-``PENDING`` document and counts once the message arrives.
+:mod:`storage.parking`), and so is a receipt whose message is not stored yet:
+it is re-driven once the message is, and only then checked against the
+message's conversation, so a stray receipt is refused whatever the order.
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ _BY_HEIGHT = list(Status)
 
 Event = MessageSubmitted | ReceiptReported
 MAX_RACES = 20
+
+
+def _message_of(event: Event) -> str:
+    return event.id if isinstance(event, MessageSubmitted) else event.message_id
 
 
 class StatusWorker:
@@ -145,28 +150,79 @@ class StatusWorker:
         by_message: dict[str, list[Event]] = {
             e.id: [] for _, e in events if isinstance(e, MessageSubmitted)
         }
-        for _, event in events:
-            key = event.id if isinstance(event, MessageSubmitted) else event.message_id
-            by_message.setdefault(key, []).append(event)
+        # Within a message, its submission first: it says which conversation
+        # the message is in, and receipts are checked against that.
+        ordered = sorted(events, key=lambda re: not isinstance(re[1], MessageSubmitted))
+        for _, event in ordered:
+            by_message.setdefault(_message_of(event), []).append(event)
 
-        final, mismatched = await self._apply(by_message, participants)
+        final, mismatched, orphans = await self._apply(by_message, participants)
+        if orphans:
+            more, mismatched_more = await self._park_orphans(
+                [(r, e) for r, e in events if _message_of(e) in orphans],
+                participants,
+            )
+            final += more
+            mismatched |= mismatched_more
         rejected.extend(
             Rejected(r, mismatched[e.event_id], "ValidationFailed")
             for r, e in events
             if e.event_id in mismatched
         )
         await self._announce(final)
+        # Receipts parked for the messages just stored go back to their topic.
+        stored = {s.id for s in final}
+        await self.ctx.redrive(
+            [
+                f"message:{e.id}"
+                for _, e in events
+                if isinstance(e, MessageSubmitted) and e.id in stored
+            ]
+        )
 
         return rejected
+
+    async def _park_orphans(
+        self,
+        orphans: list[tuple[Record, Event]],
+        participants: dict[str, tuple[str, ...]],
+    ) -> tuple[list[MessageState], dict[str, str]]:
+        """Park receipts whose message is not stored; apply any that arrived
+        while they were being parked."""
+        await self._park(
+            orphans, {e.event_id: [f"message:{_message_of(e)}"] for _, e in orphans}
+        )
+        # The message may have been stored between our read and the park; look
+        # again so that such a receipt is not left waiting for a re-drive.
+        ids = {_message_of(e) for _, e in orphans}
+        arrived = set(await self.ctx.messages.load_many(ids))
+        if not arrived:
+            return [], {}
+        back = [(r, e) for r, e in orphans if _message_of(e) in arrived]
+        await self.ctx.parking.remove(
+            f"{r.topic}:{r.partition}:{r.offset}" for r, _ in back
+        )
+        by_message: dict[str, list[Event]] = {}
+        for _, event in back:
+            by_message.setdefault(_message_of(event), []).append(event)
+        final, mismatched, _ = await self._apply(by_message, participants)
+
+        return final, mismatched
 
     async def _apply(
         self,
         by_message: dict[str, list[Event]],
         participants: dict[str, tuple[str, ...]],
-    ) -> tuple[list[MessageState], dict[str, str]]:
-        """Apply each message's events and write it, winning every race."""
+    ) -> tuple[list[MessageState], dict[str, str], dict[str, list[Event]]]:
+        """Apply each message's events and write it, winning every race.
+
+        Returns the states, the events refused for naming another
+        conversation, and the receipts of messages that are not stored (and
+        not submitted here), which are left for the caller to park.
+        """
         final: dict[str, MessageState] = {}
         mismatched: dict[str, str] = {}
+        orphans: dict[str, list[Event]] = {}
         pending = dict(by_message)
         # A submission is nearly always of a message not stored yet: try its
         # insert without reading first. If it exists after all (its receipts
@@ -188,6 +244,9 @@ class StatusWorker:
             reached: dict[str, tuple[int, ...]] = {}
             for message_id, evs in pending.items():
                 before = stored.get(message_id)
+                if before is None and not isinstance(evs[0], MessageSubmitted):
+                    orphans[message_id] = evs
+                    continue
                 state = before or new_state(message_id, evs[0].conversation_id)
                 for event in evs:
                     if (
@@ -231,7 +290,7 @@ class StatusWorker:
 
         # In the batch's order, whatever round each write landed in, so that
         # one conversation's DTOs come in the order its messages did.
-        return [final[i] for i in by_message if i in final], mismatched
+        return [final[i] for i in by_message if i in final], mismatched, orphans
 
     async def _announce(self, states: Sequence[MessageState]) -> None:
         changes = [

@@ -133,17 +133,25 @@ class MessageRepository:
         self.published = store.collection(self.published_name)
 
     async def load_many(
-        self, ids: Iterable[str], published: Mapping[str, int] | None = None
+        self,
+        ids: Iterable[str],
+        published: Mapping[str, int] | None = None,
+        *,
+        with_published: bool = True,
     ) -> dict[str, MessageState]:
         """The stored states, each with the highest version already published.
 
         ``published`` is what the caller already knows is out (the enrichment
         worker remembers what it confirmed itself); those ids are not read
         from the ``published`` collection. Knowing too little only repeats a
-        DTO, so a caller's memory may lag behind, never run ahead.
+        DTO, so a caller's memory may lag behind, never run ahead. Without
+        ``with_published`` nothing is read there and ``published_version``
+        is 0.
         """
         known = published or {}
         docs = await find_by_ids(self.collection, list(ids), self.store.lookup)
+        if not with_published:
+            return {i: from_document(d) for i, d in docs.items()}
         owing = [i for i, d in docs.items() if d.get("reached") and i not in known]
         out = await find_by_ids(self.published, owing, self.store.lookup)
         versions = {i: int(d.get("version", 0)) for i, d in out.items()} | {
@@ -217,6 +225,12 @@ class MessageRepository:
                 conflicts.append(state.id)
 
         return SaveResult(saved=saved, conflicts=conflicts)
+
+    async def published_of(self, ids: Sequence[str]) -> dict[str, int]:
+        """The highest published version of each of ``ids`` that has one."""
+        out = await find_by_ids(self.published, ids, self.store.lookup)
+
+        return {i: int(d.get("version", 0)) for i, d in out.items()}
 
     async def mark_published(self, published: Mapping[str, int]) -> None:
         """Record that every DTO up to ``version`` of each message is out."""

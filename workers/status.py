@@ -17,7 +17,7 @@ message's conversation, so a stray receipt is refused whatever the order.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import structlog
@@ -50,6 +50,20 @@ _BY_HEIGHT = list(Status)
 
 Event = MessageSubmitted | ReceiptReported
 MAX_RACES = 20
+
+
+@dataclass
+class Applied:
+    """What one application of a batch's events did."""
+
+    states: list[MessageState]
+    """Every message touched, as stored, in the batch's order."""
+    announce: list[MessageState]
+    """The messages that owe a DTO, in the same order."""
+    mismatched: dict[str, str]
+    """Events refused for naming another conversation, by event id."""
+    orphans: dict[str, list[Event]]
+    """Receipts of messages neither stored nor submitted here, to park."""
 
 
 def _message_of(event: Event) -> str:
@@ -156,22 +170,24 @@ class StatusWorker:
         for _, event in ordered:
             by_message.setdefault(_message_of(event), []).append(event)
 
-        final, mismatched, orphans = await self._apply(by_message, participants)
-        if orphans:
-            more, mismatched_more = await self._park_orphans(
-                [(r, e) for r, e in events if _message_of(e) in orphans],
+        applied = await self._apply(by_message, participants)
+        if applied.orphans:
+            late = await self._park_orphans(
+                [(r, e) for r, e in events if _message_of(e) in applied.orphans],
                 participants,
             )
-            final += more
-            mismatched |= mismatched_more
+            if late is not None:
+                applied.states += late.states
+                applied.announce += late.announce
+                applied.mismatched |= late.mismatched
         rejected.extend(
-            Rejected(r, mismatched[e.event_id], "ValidationFailed")
+            Rejected(r, applied.mismatched[e.event_id], "ValidationFailed")
             for r, e in events
-            if e.event_id in mismatched
+            if e.event_id in applied.mismatched
         )
-        await self._announce(final)
+        await self._announce(applied.announce)
         # Receipts parked for the messages just stored go back to their topic.
-        stored = {s.id for s in final}
+        stored = {s.id for s in applied.states}
         await self.ctx.redrive(
             [
                 f"message:{e.id}"
@@ -186,7 +202,7 @@ class StatusWorker:
         self,
         orphans: list[tuple[Record, Event]],
         participants: dict[str, tuple[str, ...]],
-    ) -> tuple[list[MessageState], dict[str, str]]:
+    ) -> Applied | None:
         """Park receipts whose message is not stored; apply any that arrived
         while they were being parked."""
         await self._park(
@@ -195,9 +211,9 @@ class StatusWorker:
         # The message may have been stored between our read and the park; look
         # again so that such a receipt is not left waiting for a re-drive.
         ids = {_message_of(e) for _, e in orphans}
-        arrived = set(await self.ctx.messages.load_many(ids))
+        arrived = set(await self.ctx.messages.load_many(ids, with_published=False))
         if not arrived:
-            return [], {}
+            return None
         back = [(r, e) for r, e in orphans if _message_of(e) in arrived]
         await self.ctx.parking.remove(
             f"{r.topic}:{r.partition}:{r.offset}" for r, _ in back
@@ -205,22 +221,16 @@ class StatusWorker:
         by_message: dict[str, list[Event]] = {}
         for _, event in back:
             by_message.setdefault(_message_of(event), []).append(event)
-        final, mismatched, _ = await self._apply(by_message, participants)
-
-        return final, mismatched
+        return await self._apply(by_message, participants)
 
     async def _apply(
         self,
         by_message: dict[str, list[Event]],
         participants: dict[str, tuple[str, ...]],
-    ) -> tuple[list[MessageState], dict[str, str], dict[str, list[Event]]]:
-        """Apply each message's events and write it, winning every race.
-
-        Returns the states, the events refused for naming another
-        conversation, and the receipts of messages that are not stored (and
-        not submitted here), which are left for the caller to park.
-        """
+    ) -> Applied:
+        """Apply each message's events and write it, winning every race."""
         final: dict[str, MessageState] = {}
+        grew: set[str] = set()
         mismatched: dict[str, str] = {}
         orphans: dict[str, list[Event]] = {}
         pending = dict(by_message)
@@ -236,8 +246,10 @@ class StatusWorker:
         for _ in range(MAX_RACES + 1):
             if not pending:
                 break
+            # What is published matters only for messages this batch leaves
+            # as they were; it is read for those alone, below.
             stored = await self.ctx.messages.load_many(
-                i for i in pending if i not in unread
+                (i for i in pending if i not in unread), with_published=False
             )
             unread = set()
             changed: list[MessageState] = []
@@ -279,6 +291,8 @@ class StatusWorker:
             result = await self.ctx.messages.save_many(changed, reached)
             final.update((s.id, s) for s in result.saved)
             for saved in result.saved:
+                if reached.get(saved.id):
+                    grew.add(saved.id)
                 for version in reached.get(saved.id, ()):
                     STATUS_CHANGES.labels(_BY_HEIGHT[version].value).inc()
             pending = {i: pending[i] for i in result.conflicts}
@@ -288,9 +302,23 @@ class StatusWorker:
                 "the batch will be retried"
             )
 
+        # A message this batch raised owes its new versions. Any other may
+        # still owe an older one: a crash came between its write and its
+        # announcement, and this batch is that one again (perhaps with more
+        # events); so for those, ask what is published.
+        others = [i for i, s in final.items() if i not in grew and s.reached]
+        out = await self.ctx.messages.published_of(others)
+        owed = {i for i in others if max(final[i].reached) > out.get(i, 0)}
         # In the batch's order, whatever round each write landed in, so that
         # one conversation's DTOs come in the order its messages did.
-        return [final[i] for i in by_message if i in final], mismatched, orphans
+        states = [final[i] for i in by_message if i in final]
+
+        return Applied(
+            states=states,
+            announce=[s for s in states if s.id in grew | owed],
+            mismatched=mismatched,
+            orphans=orphans,
+        )
 
     async def _announce(self, states: Sequence[MessageState]) -> None:
         changes = [
@@ -306,6 +334,6 @@ class StatusWorker:
                 ),
             )
             for s in states
-            if s.submission is not None and s.unpublished
+            if s.submission is not None
         ]
         await self.ctx.publish(changes)

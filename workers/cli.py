@@ -5,10 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import signal
-import subprocess
-import sys
+import socket
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -84,37 +81,49 @@ def run(
         raise fail(
             f"Unknown worker {worker!r}: choose directory, status, enrichment or all."
         )
-    if processes > 1:
-        raise typer.Exit(_run_many(worker, processes))
-
-    from workers.app import build_app
+    s = settings()
+    base = s.http_port
+    ports = [base + i if base else 0 for i in range(processes)]
+    # Before anything connects anywhere: a taken port would otherwise show
+    # only after the topics were made, as a traceback.
+    _check_ports(s.http_host, ports)
     from workers.log import configure
 
-    s = settings()
     configure(s.log_level, s.log_format)
+    if processes > 1:
+        raise typer.Exit(_run_many(worker, ports))
+
+    from workers.app import build_app
+
     faststream_app, _ = build_app(s, names)
     run_async(faststream_app.run)
 
 
-def _run_many(worker: str, processes: int) -> int:
-    base = settings().http_port
-    children = [
-        subprocess.Popen(
-            [sys.executable, "-m", "workers.cli", "run", worker],
-            env={**os.environ, "COURIER_HTTP_PORT": str(base + i if base else 0)},
-        )
-        for i in range(processes)
-    ]
+def _check_ports(host: str, ports: list[int]) -> None:
+    """Fail in one sentence if a worker could not serve HTTP on one of ``ports``."""
+    for port in ports:
+        if not port:
+            continue
+        # The same options as the server's own socket (wsgiref's HTTPServer).
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as error:
+                raise fail(
+                    f"Cannot serve /metrics on {host}:{port} "
+                    f"({error.strerror or error}); set COURIER_HTTP_PORT to a "
+                    "free port, or 0 for none."
+                ) from None
 
-    def forward(signum: int, _frame: object) -> None:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signum)
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
+def _run_many(worker: str, ports: list[int]) -> int:
+    from workers.supervisor import RestartsExhausted, Supervisor
 
-    return max(child.wait() for child in children)
+    try:
+        return Supervisor(worker, ports).run()
+    except RestartsExhausted as error:
+        raise fail(str(error)) from None
 
 
 @app.command()

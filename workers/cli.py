@@ -279,9 +279,13 @@ def replay_cmd(
     """Publish a real chat export as upstream services would (no workers run)."""
     from workers.demo import publish
     from workers.kafka import ensure_topics
+    from workers.log import configure
     from workers.replay import plan_for
 
     s = settings()
+    # Through Courier's handler, which keeps aiokafka's retries of a new
+    # topic's first produce out of the way.
+    configure(s.log_level, s.log_format)
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise fail(f"No such file or folder: {', '.join(missing)}.")

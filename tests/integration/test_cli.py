@@ -124,3 +124,14 @@ async def test_a_taken_http_port_is_one_sentence_before_anything_else(
             "set COURIER_HTTP_PORT to a free port, or 0 for none."
         ] == done.stderr.splitlines()
     assert [] == await ours(settings)
+
+
+def test_replay_of_the_raw_ubuntu_log(settings: Settings) -> None:
+    """`courier replay` takes the [HH:MM] log whose first line once failed."""
+    done = courier(
+        settings, "replay", str(DATA / "irc" / "ubuntu-test" / "2016-06-08_07.raw.txt")
+    )
+
+    assert 0 == done.returncode, done.stderr
+    assert "1,436 messages" in done.stdout
+    assert "Traceback" not in done.stderr

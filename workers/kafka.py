@@ -405,8 +405,8 @@ async def topic_size(bootstrap: str, topic: str) -> int:
     """How many records ``topic`` holds now (end minus start, over partitions)."""
     tps = await partitions_of(bootstrap, topic)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-    await consumer.start()
     try:
+        await consumer.start()
         ends = await consumer.end_offsets(tps)
         starts = await consumer.beginning_offsets(tps)
     finally:
@@ -437,9 +437,11 @@ async def group_lag(bootstrap: str, group: str, topic: str) -> list[PartitionLag
     tps = await partitions_of(bootstrap, topic)
     admin = _admin(bootstrap)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-    await admin.start()
-    await consumer.start()
+    # Both close even if a start fails or the caller is cancelled meanwhile
+    # (the lag gauge's task is, at shut-down): an unclosed one warns later.
     try:
+        await admin.start()
+        await consumer.start()
         committed = await admin.list_consumer_group_offsets(group)
         ends = await consumer.end_offsets(tps)
     finally:

@@ -5,7 +5,8 @@ to whole milliseconds (the precision BSON keeps, so the event, the stored
 document and the DTO agree to the millisecond):
 
 * an ISO 8601 string with an explicit offset or ``Z``
-  (``2024-05-01T12:00:00.123Z``, ``2024-05-01T14:00:00+02:00``);
+  (``2024-05-01T12:00:00.123Z``, ``2024-05-01T14:00:00+02:00``); as RFC 3339
+  allows, the ``T`` separator and the ``Z`` suffix may be lowercase;
 * epoch **seconds** as an integer, a float or a numeric string
   (``1714564800``, ``1714564800.123``, ``"1714564800"``);
 * epoch **milliseconds** as an integer or a numeric string
@@ -75,8 +76,11 @@ def _from_string(text: str) -> datetime:
             return _from_epoch(number, text)
         raise ValueError(f"timestamp {text!r} is not a finite number")
 
+    # RFC 3339 lets the separator and the UTC suffix be lowercase; Python's
+    # parser takes a lowercase "t" but not a lowercase "z".
+    iso = stripped[:-1] + "Z" if stripped.endswith("z") else stripped
     try:
-        parsed = datetime.fromisoformat(stripped)
+        parsed = datetime.fromisoformat(iso)
     except ValueError:
         raise ValueError(
             f"timestamp {text!r} is not ISO 8601 (for example "

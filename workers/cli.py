@@ -5,10 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import signal
-import subprocess
-import sys
+import socket
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -49,9 +46,13 @@ def settings() -> Settings:
 
 def run_async(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a coroutine, turning connection failures into one clear sentence."""
+    from workers.kafka import TopicsMissing
+
     s = settings()
     try:
         return asyncio.run(factory())
+    except TopicsMissing as error:
+        raise fail(str(error)) from None
     except KafkaConnectionError as error:
         raise fail(
             f"Cannot reach Kafka at {s.kafka_bootstrap_servers} ({error}). "
@@ -80,37 +81,49 @@ def run(
         raise fail(
             f"Unknown worker {worker!r}: choose directory, status, enrichment or all."
         )
-    if processes > 1:
-        raise typer.Exit(_run_many(worker, processes))
-
-    from workers.app import build_app
+    s = settings()
+    base = s.http_port
+    ports = [base + i if base else 0 for i in range(processes)]
+    # Before anything connects anywhere: a taken port would otherwise show
+    # only after the topics were made, as a traceback.
+    _check_ports(s.http_host, ports)
     from workers.log import configure
 
-    s = settings()
     configure(s.log_level, s.log_format)
+    if processes > 1:
+        raise typer.Exit(_run_many(worker, ports))
+
+    from workers.app import build_app
+
     faststream_app, _ = build_app(s, names)
     run_async(faststream_app.run)
 
 
-def _run_many(worker: str, processes: int) -> int:
-    base = settings().http_port
-    children = [
-        subprocess.Popen(
-            [sys.executable, "-m", "workers.cli", "run", worker],
-            env={**os.environ, "COURIER_HTTP_PORT": str(base + i if base else 0)},
-        )
-        for i in range(processes)
-    ]
+def _check_ports(host: str, ports: list[int]) -> None:
+    """Fail in one sentence if a worker could not serve HTTP on one of ``ports``."""
+    for port in ports:
+        if not port:
+            continue
+        # The same options as the server's own socket (wsgiref's HTTPServer).
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as error:
+                raise fail(
+                    f"Cannot serve /metrics on {host}:{port} "
+                    f"({error.strerror or error}); set COURIER_HTTP_PORT to a "
+                    "free port, or 0 for none."
+                ) from None
 
-    def forward(signum: int, _frame: object) -> None:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signum)
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
+def _run_many(worker: str, ports: list[int]) -> int:
+    from workers.supervisor import RestartsExhausted, Supervisor
 
-    return max(child.wait() for child in children)
+    try:
+        return Supervisor(worker, ports).run()
+    except RestartsExhausted as error:
+        raise fail(str(error)) from None
 
 
 @app.command()
@@ -152,14 +165,24 @@ def status(
 def topics_create() -> None:
     """Create the inbound, internal, client and dead-letter topics (idempotent)."""
     from workers.kafka import ensure_topics
+    from workers.log import configure
 
     s = settings()
-    created = run_async(
+    configure(s.log_level, s.log_format)
+    states = run_async(
         lambda: ensure_topics(s.kafka_bootstrap_servers, s.topics, s.partitions)
     )
-    for name in s.topics.all:
-        mark = "created" if name in created else "exists"
-        typer.echo(f"{name:45} {mark} ({s.partitions} partitions)")
+    for state in states:
+        mark = "created" if state.created else "exists"
+        line = f"{state.name:45} {mark} ({state.partitions} partitions)"
+        if state.partitions != s.partitions:
+            line += (
+                f"  differs from COURIER_PARTITIONS={s.partitions}; see "
+                "Adding partitions in the README"
+            )
+            typer.secho(line, fg=typer.colors.YELLOW)
+        else:
+            typer.echo(line)
 
 
 @dlq_app.command("list")
@@ -185,13 +208,19 @@ def dlq_list(
             "error": letter.meta("error"),
             "reason": letter.meta("reason"),
             "bytes": len(letter.value or b""),
+            "value_dropped": letter.meta("value_dropped") or None,
         }
         if as_json:
             typer.echo(json.dumps(row, ensure_ascii=False))
         else:
+            dropped = (
+                f"  (value of {row['value_dropped']} bytes dropped: too large)"
+                if row["value_dropped"]
+                else ""
+            )
             typer.echo(
                 f"{row['ref']:>8}  {row['topic']}[{row['partition']}]@{row['offset']}"
-                f"  {row['error']}: {row['reason']}"
+                f"  {row['error']}: {row['reason']}{dropped}"
             )
     if not as_json:
         typer.echo(f"{len(letters)} dead letters in {s.topics.dlq}")
@@ -224,6 +253,16 @@ def dlq_replay(
         raise fail(
             f"No dead letter at {', '.join(sorted(unknown))}; see `courier dlq list`."
         )
+    # An empty stand-in would publish an empty record; the original is
+    # still on its topic while retention keeps it.
+    for letter in [x for x in chosen if x.meta("value_dropped")]:
+        typer.echo(
+            f"skipped {letter.ref}: its value was too large for the dead-letter "
+            f"topic; the original is {letter.meta('topic')}"
+            f"[{letter.meta('partition')}]@{letter.meta('offset')}",
+            err=True,
+        )
+    chosen = [x for x in chosen if not x.meta("value_dropped")]
     count = run_async(lambda: replay(s.kafka_bootstrap_servers, chosen))
     typer.echo(f"replayed {count} dead letters to their original topics")
 
@@ -240,9 +279,13 @@ def replay_cmd(
     """Publish a real chat export as upstream services would (no workers run)."""
     from workers.demo import publish
     from workers.kafka import ensure_topics
+    from workers.log import configure
     from workers.replay import plan_for
 
     s = settings()
+    # Through Courier's handler, which keeps aiokafka's retries of a new
+    # topic's first produce out of the way.
+    configure(s.log_level, s.log_format)
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise fail(f"No such file or folder: {', '.join(missing)}.")
@@ -293,10 +336,15 @@ def tail(
     """Print a topic's records as they arrive, decoded and indented."""
     from aiokafka import AIOKafkaConsumer
 
+    from workers.kafka import require_topics
+
     s = settings()
     name = _topic_name(topic)
 
     async def go() -> None:
+        # Subscribing asks for the topic's metadata, which makes a broker
+        # that creates topics on first use create it with its defaults.
+        await require_topics(s.kafka_bootstrap_servers, [name])
         consumer = AIOKafkaConsumer(
             name,
             bootstrap_servers=s.kafka_bootstrap_servers,
@@ -348,11 +396,15 @@ def _show(
 def lag() -> None:
     """Per worker group, topic and partition: committed offset, end and lag."""
     from workers.app import Process
-    from workers.kafka import group_lag
+    from workers.kafka import group_lag, require_topics
 
     s = settings()
 
     async def go() -> list[tuple[str, str, int, int, int]]:
+        await require_topics(
+            s.kafka_bootstrap_servers,
+            [t for worker in WORKER_NAMES for t in Process.topics_of(s, worker)],
+        )
         rows = []
         for worker in WORKER_NAMES:
             group = s.group(worker)

@@ -12,6 +12,7 @@ from typing import Any
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import (
     DuplicateSequenceNumber,
     InvalidProducerEpoch,
@@ -31,6 +32,28 @@ Headers = tuple[tuple[str, bytes | None], ...]
 DLQ_MAX_BYTES = 4 * 1024 * 1024
 """The dead-letter topic takes records larger than any inbound topic does, so
 that a record the broker accepted always fits, with its reason, in the DLQ."""
+
+DLQ_MAX_MESSAGE_BYTES = DLQ_MAX_BYTES + 64 * 1024
+"""The DLQ's ``max.message.bytes``: :data:`DLQ_MAX_BYTES` plus room for headers."""
+
+_DYNAMIC_TOPIC_CONFIG = 1
+"""DescribeConfigs' ``config_source`` of a value set on the topic itself."""
+
+
+class TopicsMissing(KafkaError):  # type: ignore[misc]  # aiokafka is untyped
+    """Topics a command needs do not exist, and it must not create them."""
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self.names = sorted(names)
+        listed = ", ".join(self.names)
+        verb = "does" if len(self.names) == 1 else "do"
+        super().__init__(
+            f"{listed} {verb} not exist; create Courier's topics with "
+            "`courier topics create` first (this command only reads)."
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +132,7 @@ def make_producer(bootstrap: str, *, client_id: str = "courier") -> AIOKafkaProd
         acks="all",
         enable_idempotence=True,
         linger_ms=5,
-        max_request_size=DLQ_MAX_BYTES + 64 * 1024,
+        max_request_size=DLQ_MAX_MESSAGE_BYTES,
         request_timeout_ms=30_000,
     )
 
@@ -233,9 +256,83 @@ def rewind(
             consumer.seek(tp, offset)
 
 
-async def ensure_topics(bootstrap: str, topics: Topics, partitions: int) -> list[str]:
-    """Create Courier's topics if missing; return the names it created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="courier-admin")
+@dataclass(frozen=True, slots=True)
+class TopicState:
+    """One of Courier's topics as the broker has it after :func:`ensure_topics`."""
+
+    name: str
+    partitions: int
+    created: bool
+
+
+def _admin(bootstrap: str) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="courier-admin")
+
+
+async def _partition_counts(
+    admin: AIOKafkaAdminClient, names: list[str]
+) -> dict[str, int]:
+    # Only names that exist: a metadata request for a missing topic makes a
+    # broker with auto.create.topics.enable create it, with its defaults.
+    described = await admin.describe_topics(names)
+
+    return {t["topic"]: len(t["partitions"]) for t in described if not t["error_code"]}
+
+
+async def _raise_dlq_limit(admin: AIOKafkaAdminClient, dlq: str) -> None:
+    """Raise an existing DLQ's ``max.message.bytes`` to Courier's value.
+
+    A DLQ made by someone else (or by a broker that creates topics on first
+    use) has the broker's default of about 1 MB, so a record near the inbound
+    limit could never be dead-lettered. Kafka's AlterConfigs replaces a
+    topic's whole set of overrides, so the others are sent back unchanged.
+    """
+    (described,) = await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, dlq)]
+    )
+    (resource,) = described.to_object()["resources"]
+    if resource["error_code"]:
+        raise KafkaError(
+            f"could not read the config of {dlq}: error {resource['error_code']}"
+        )
+    entries = {e["config_names"]: e for e in resource["config_entries"]}
+    current = entries.get("max.message.bytes", {}).get("config_value")
+    if current is not None and int(current) >= DLQ_MAX_MESSAGE_BYTES:
+        return
+    overrides = {
+        name: e["config_value"]
+        for name, e in entries.items()
+        if e.get("config_source") == _DYNAMIC_TOPIC_CONFIG
+        and e["config_value"] is not None
+    }
+    overrides["max.message.bytes"] = str(DLQ_MAX_MESSAGE_BYTES)
+    (altered,) = await admin.alter_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, dlq, overrides)]
+    )
+    (result,) = altered.to_object()["resources"]
+    if result["error_code"]:
+        raise KafkaError(
+            f"could not raise max.message.bytes of {dlq} to "
+            f"{DLQ_MAX_MESSAGE_BYTES}: error {result['error_code']} "
+            f"{result['error_message'] or ''}".rstrip()
+        )
+    log.warning(
+        "topics.dlq_limit_raised",
+        topic=dlq,
+        max_message_bytes=DLQ_MAX_MESSAGE_BYTES,
+        was=current,
+    )
+
+
+async def ensure_topics(
+    bootstrap: str, topics: Topics, partitions: int
+) -> list[TopicState]:
+    """Create Courier's topics if missing and fit an existing DLQ's size limit.
+
+    Returns every topic with the partition count the broker reports, which
+    for a topic that already existed may differ from ``partitions``.
+    """
+    admin = _admin(bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -245,7 +342,7 @@ async def ensure_topics(bootstrap: str, topics: Topics, partitions: int) -> list
                 num_partitions=partitions,
                 replication_factor=1,
                 topic_configs=(
-                    {"max.message.bytes": str(DLQ_MAX_BYTES + 64 * 1024)}
+                    {"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)}
                     if name == topics.dlq
                     else {}
                 ),
@@ -257,23 +354,49 @@ async def ensure_topics(bootstrap: str, topics: Topics, partitions: int) -> list
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(wanted)
             await _await_leaders(admin, [t.name for t in wanted])
+        if topics.dlq in existing:
+            await _raise_dlq_limit(admin, topics.dlq)
+        created = {t.name for t in wanted}
+        counts = await _partition_counts(
+            admin, [n for n in topics.all if n in existing or n in created]
+        )
     finally:
         await admin.close()
 
-    return [t.name for t in wanted]
+    return [
+        TopicState(name, counts.get(name, 0), name in created) for name in topics.all
+    ]
+
+
+async def require_topics(bootstrap: str, names: Iterable[str]) -> None:
+    """Raise :class:`TopicsMissing` unless every topic exists; create none."""
+    admin = _admin(bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+    finally:
+        await admin.close()
+    missing = [name for name in names if name not in existing]
+    if missing:
+        raise TopicsMissing(missing)
 
 
 async def partitions_of(bootstrap: str, topic: str) -> list[TopicPartition]:
-    """The partitions of ``topic``; raise if the broker does not know it."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="courier-admin")
+    """The partitions of ``topic``; raise :class:`TopicsMissing` if there is none.
+
+    Never creates the topic, even on a broker that creates topics on first use.
+    """
+    admin = _admin(bootstrap)
     await admin.start()
     try:
+        if topic not in set(await admin.list_topics()):
+            raise TopicsMissing([topic])
         described = await admin.describe_topics([topic])
     finally:
         await admin.close()
     found = [t for t in described if t.get("topic") == topic and not t["error_code"]]
     if not found:
-        raise KafkaError(f"topic {topic} does not exist")
+        raise TopicsMissing([topic])
 
     return sorted(TopicPartition(topic, p["partition"]) for p in found[0]["partitions"])
 
@@ -282,8 +405,8 @@ async def topic_size(bootstrap: str, topic: str) -> int:
     """How many records ``topic`` holds now (end minus start, over partitions)."""
     tps = await partitions_of(bootstrap, topic)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-    await consumer.start()
     try:
+        await consumer.start()
         ends = await consumer.end_offsets(tps)
         starts = await consumer.beginning_offsets(tps)
     finally:
@@ -312,11 +435,13 @@ async def group_lag(bootstrap: str, group: str, topic: str) -> list[PartitionLag
     A partition the group never committed counts from offset 0.
     """
     tps = await partitions_of(bootstrap, topic)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="courier-admin")
+    admin = _admin(bootstrap)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-    await admin.start()
-    await consumer.start()
+    # Both close even if a start fails or the caller is cancelled meanwhile
+    # (the lag gauge's task is, at shut-down): an unclosed one warns later.
     try:
+        await admin.start()
+        await consumer.start()
         committed = await admin.list_consumer_group_offsets(group)
         ends = await consumer.end_offsets(tps)
     finally:

@@ -8,6 +8,11 @@ import time
 from typing import Literal, TextIO, cast
 
 import structlog
+from aiokafka.errors import (
+    LeaderNotAvailableError,
+    NotLeaderForPartitionError,
+    StaleMetadata,
+)
 
 
 class _Stderr:
@@ -39,6 +44,53 @@ class Throttle(logging.Filter):
             return False
         self._last[key] = now
         return True
+
+
+class Settling(logging.Filter):
+    """Demote to DEBUG aiokafka's complaints about a partition leader settling.
+
+    Right after a topic is created, or while a group first fetches its
+    offsets, the broker answers "not the leader" or the client has no
+    metadata for a node yet; aiokafka logs that at ERROR or WARNING and
+    retries, and it clears by itself within a second. Only these templates,
+    and only with these errors, are demoted: a broker that is down, a
+    refused request or any other error keeps its level.
+    """
+
+    TEMPLATES = frozenset(
+        {
+            "Failed fetch offsets from %s: %s",
+            "Unable connect to node with id %s: %s",
+            "Got error produce response: %s",
+            "Got error produce response on topic-partition %s, retrying. Error: %s",
+        }
+    )
+    ERRORS: tuple[type[Exception], ...] = (
+        NotLeaderForPartitionError,
+        LeaderNotAvailableError,
+        StaleMetadata,
+    )
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.show_debug = level <= logging.DEBUG
+
+    def _settling(self, value: object) -> bool:
+        if isinstance(value, type):
+            return issubclass(value, self.ERRORS)
+        if isinstance(value, self.ERRORS):
+            return True
+        # A broker's own error message arrives as text.
+        return isinstance(value, str) and any(e.__name__ in value for e in self.ERRORS)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg not in self.TEMPLATES or not isinstance(record.args, tuple):
+            return True
+        if not any(self._settling(arg) for arg in record.args):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+
+        return self.show_debug
 
 
 _THROTTLE = Throttle()
@@ -90,6 +142,10 @@ def configure(
     for noisy in ("faststream", "faststream.access", "aiokafka", "pymongo"):
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
     # Filters on a logger do not apply to its children, so the handler does it.
+    settling = Settling(numeric)
     handler.addFilter(
-        lambda r: not r.name.startswith("aiokafka") or _THROTTLE.filter(r)
+        lambda r: (
+            not r.name.startswith("aiokafka")
+            or (settling.filter(r) and _THROTTLE.filter(r))
+        )
     )

@@ -1,10 +1,17 @@
 """Replay real chat exports as upstream services would publish them.
 
-IRC logs (the format of ``irc/*/*.ascii.txt``): a channel becomes a group
-conversation, a nick a user, each line a message (``<nick>`` TEXT, ``* nick``
-ACTION, ``-bot-`` NOTICE) and ``=== a is now known as b`` an update of the
-existing user's display name, not a message. Reply links from the
-``*.annotation.txt`` file beside a log become ``reply_to_id``.
+IRC logs: a channel becomes a group conversation, a nick a user, each line a
+message (``<nick>`` TEXT, ``* nick`` ACTION, ``-bot-`` NOTICE) and
+``=== a is now known as b`` an update of the existing user's display name, not
+a message. Reply links from the ``*.annotation.txt`` file beside a log become
+``reply_to_id``. Two layouts are read:
+
+* ``CHANNEL.N.ascii.txt``: every line starts with its channel and date
+  (``rust 2018-05-29 [21:20:37] <talchas> ...``);
+* ``YYYY-MM-DD_HH.raw.txt``: lines carry only ``[HH:MM]``, as logged. The
+  channel is the name of the folder the file is in, and the date comes from
+  the file name, which names the day and hour of the first line at that hour
+  (the corpus's annotated part); the clock going backwards starts a new day.
 
 The logs have no receipts, so receipts are **derived** and marked
 ``derived: true``: a nick that posts has read the messages posted since its
@@ -18,7 +25,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -36,10 +43,11 @@ from contracts import (
     parse_timestamp,
 )
 
-LINE = re.compile(
-    r"^(\S+) (\d{4}-\d\d-\d\d) (?:\[(\d\d:\d\d(?::\d\d)?)\] ?)?"
-    r"(?:<([^>]+)> ?(.*)|\s*\* (\S+) (.*)|-([^-]+)- (.*)|(===.*))\s*$"
-)
+_CLOCK = r"(?:\[(\d\d:\d\d(?::\d\d)?)\] ?)?"
+_BODY = r"(?:<([^>]+)> ?(.*)|\s*\* (\S+) ?(.*)|-([^-]+)- (.*)|(===.*))\s*$"
+LINE = re.compile(r"^(\S+) (\d{4}-\d\d-\d\d) " + _CLOCK + _BODY)
+RAW_LINE = re.compile("^" + _CLOCK + _BODY)
+RAW_NAME = re.compile(r"^(\d{4}-\d\d-\d\d)(?:_(\d\d))?\.raw\.txt$")
 RENAME = re.compile(r"^=== (\S+) is now known as (\S+)$")
 READ_WINDOW = 10
 
@@ -111,47 +119,90 @@ def _time(date: str, clock: str | None, last: datetime | None) -> datetime:
     return datetime.strptime(f"{date} {clock}", fmt).replace(tzinfo=UTC)
 
 
+def _raw_dates(path: Path, clocks: list[str | None]) -> list[str]:
+    """The date of each line of a ``YYYY-MM-DD_HH.raw.txt`` log.
+
+    A clock earlier than the one before starts the next day; the file name
+    pins the day of the first line at its hour, and so of every other line.
+    """
+    name = RAW_NAME.match(path.name)
+    assert name is not None
+    days, day, previous = [], 0, ""
+    for clock in clocks:
+        if clock is not None:
+            if clock < previous:
+                day += 1
+            previous = clock
+        days.append(day)
+    anchor = 0
+    if name.group(2) is not None:
+        hour = name.group(2)
+        at_hour = [d for d, c in zip(days, clocks, strict=True) if c and c[:2] == hour]
+        if not at_hour:
+            raise ValueError(
+                f"{path.name} names hour {hour}, but no line of it is at {hour}:xx; "
+                "name the file YYYY-MM-DD_HH.raw.txt after a day and hour it holds"
+            )
+        anchor = at_hour[0]
+    start = date.fromisoformat(name.group(1)) - timedelta(days=anchor)
+
+    return [(start + timedelta(days=d)).isoformat() for d in days]
+
+
+def _matches(path: Path) -> Iterator[tuple[int, str, str, re.Match[str]]]:
+    """(line number, channel, date, match) of every line; a bad line raises."""
+    raw = RAW_NAME.match(path.name) is not None
+    pattern = RAW_LINE if raw else LINE
+    matches = []
+    with path.open(encoding="utf-8") as lines:
+        for number, text in enumerate(lines):
+            # Most lines end in one space that is not part of the text.
+            m = pattern.match(text.rstrip("\n").rstrip(" "))
+            if m is None:
+                raise ValueError(f"{path.name}:{number + 1} is not an IRC log line")
+            matches.append(m)
+    if not raw:
+        for number, m in enumerate(matches):
+            yield number, m.group(1), m.group(2), m
+        return
+    dates = _raw_dates(path, [m.group(1) for m in matches])
+    channel = path.resolve().parent.name
+    for number, (m, day) in enumerate(zip(matches, dates, strict=True)):
+        yield number, channel, day, m
+
+
 def parse_irc(path: Path) -> Iterator[Line]:
     """Yield every line of one IRC log; a line that does not parse raises."""
     last: datetime | None = None
-    with path.open(encoding="utf-8") as lines:
-        for number, raw in enumerate(lines):
-            # Most lines end in one space that is not part of the text.
-            m = LINE.match(raw.rstrip("\n").rstrip(" "))
-            if m is None:
-                raise ValueError(f"{path.name}:{number + 1} is not an IRC log line")
-            channel, date, clock = m.group(1), m.group(2), m.group(3)
-            at = _time(date, clock, last)
-            last = at
-            if m.group(4) is not None:
-                yield Line(
-                    number, channel, at, m.group(4), m.group(5), MessageType.TEXT
-                )
-            elif m.group(6) is not None:
-                yield Line(
-                    number, channel, at, m.group(6), m.group(7), MessageType.ACTION
-                )
-            elif m.group(8) is not None:
-                yield Line(
-                    number, channel, at, m.group(8), m.group(9), MessageType.NOTICE
-                )
-            else:
-                system = m.group(10).strip()
-                r = RENAME.match(system)
-                yield Line(
-                    number,
-                    channel,
-                    at,
-                    None,
-                    system,
-                    None,
-                    rename=(r.group(1), r.group(2)) if r else None,
-                )
+    for number, channel, day, m in _matches(path):
+        # The groups after channel and date are the same in both layouts.
+        g = m.groups()[-8:]
+        at = _time(day, g[0], last)
+        last = at
+        if g[1] is not None:
+            yield Line(number, channel, at, g[1], g[2], MessageType.TEXT)
+        elif g[3] is not None:
+            yield Line(number, channel, at, g[3], g[4], MessageType.ACTION)
+        elif g[5] is not None:
+            yield Line(number, channel, at, g[5], g[6], MessageType.NOTICE)
+        else:
+            system = (g[7] or "").strip()
+            r = RENAME.match(system)
+            yield Line(
+                number,
+                channel,
+                at,
+                None,
+                system,
+                None,
+                rename=(r.group(1), r.group(2)) if r else None,
+            )
 
 
 def _replies(path: Path) -> dict[int, int]:
     """Line -> the line it replies to (the latest parent where there are two)."""
-    notes = path.with_name(path.name.replace(".ascii.txt", ".annotation.txt"))
+    stem = path.name.removesuffix(".ascii.txt").removesuffix(".raw.txt")
+    notes = path.with_name(f"{stem}.annotation.txt")
     parents: dict[int, int] = {}
     if not notes.exists():
         return parents
@@ -420,11 +471,14 @@ def plan_for(paths: list[Path], topics: Topics) -> Plan:
         return slack_plan(paths[0], topics)
     logs: list[Path] = []
     for path in paths:
-        logs.extend(sorted(path.glob("*.ascii.txt")) if path.is_dir() else [path])
+        if path.is_dir():
+            logs.extend(sorted([*path.glob("*.ascii.txt"), *path.glob("*.raw.txt")]))
+        else:
+            logs.append(path)
     if not logs:
         raise ValueError(
-            "No chat export found: give IRC logs (*.ascii.txt, or a folder of "
-            "them) or a Slack export folder (with channels.json)."
+            "No chat export found: give IRC logs (*.ascii.txt or *.raw.txt, or a "
+            "folder of them) or a Slack export folder (with channels.json)."
         )
 
     return irc_plan(logs, topics)

@@ -12,7 +12,11 @@ delivery guarantees:
 * any other exception is narrowed down to the record that causes it, which is
   tried ``record_attempts`` times and then dead-lettered with the error;
 * a dead letter keeps the original key, value and headers byte for byte and
-  adds ``courier.dlq.*`` headers with the reason and the record's origin.
+  adds ``courier.dlq.*`` headers with the reason and the record's origin;
+  one the broker refuses as too large for the dead-letter topic goes there
+  with an empty value and ``courier.dlq.value_dropped`` (the original size),
+  rather than holding its partition back for ever: the original can still be
+  read at its topic, partition and offset while retention keeps it.
 """
 
 from __future__ import annotations
@@ -26,7 +30,11 @@ from typing import Protocol
 
 import structlog
 from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+)
 
 from storage import StoreUnavailable, WriteConflict
 from workers import observe
@@ -64,7 +72,20 @@ class Stopping(Exception):
     """The process is shutting down: leave the batch uncommitted."""
 
 
-def dlq_headers(rejected: Rejected, worker: str) -> list[tuple[str, bytes]]:
+TOO_LARGE: tuple[type[KafkaError], ...] = (
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+)
+"""The broker's refusals of a record too large for the topic: retrying them
+the same way can never succeed."""
+
+VALUE_DROPPED = "courier.dlq.value_dropped"
+"""Header on a dead letter sent without its value: the original size in bytes."""
+
+
+def dlq_headers(
+    rejected: Rejected, worker: str, *, dropped: bool = False
+) -> list[tuple[str, bytes]]:
     r = rejected.record
     meta = {
         "courier.dlq.reason": rejected.reason,
@@ -82,6 +103,8 @@ def dlq_headers(rejected: Rejected, worker: str) -> list[tuple[str, bytes]]:
     nulls = [k for k, v in r.headers if v is None]
     if nulls:
         meta["courier.dlq.null_headers"] = json.dumps(nulls)
+    if dropped:
+        meta[VALUE_DROPPED] = str(len(r.value or b""))
 
     return [*original, *((k, v.encode("utf-8")) for k, v in meta.items())]
 
@@ -173,29 +196,52 @@ class Runner:
 
         return rejected
 
-    async def dead_letter(self, rejected: Sequence[Rejected]) -> None:
-        """Publish dead letters and wait until the broker has every one."""
-        if not rejected:
-            return
+    def _letter(self, rejected: Rejected, *, dropped: bool = False) -> Outgoing:
+        return Outgoing(
+            self.dlq_topic,
+            key=rejected.record.key,
+            value=b"" if dropped else rejected.record.value,
+            headers=tuple(dlq_headers(rejected, self.handler.name, dropped=dropped)),
+        )
+
+    async def _send(self, letters: Sequence[Outgoing]) -> None:
+        """Send until the broker has every letter; only a size refusal escapes."""
         attempt = 0
         while True:
             try:
-                await self.producer.send_all(
-                    [
-                        Outgoing(
-                            self.dlq_topic,
-                            key=r.record.key,
-                            value=r.record.value,
-                            headers=tuple(dlq_headers(r, self.handler.name)),
-                        )
-                        for r in rejected
-                    ]
-                )
-                break
+                await self.producer.send_all(letters)
+                return
+            except TOO_LARGE:
+                raise
             except KafkaError as error:
                 attempt += 1
                 self.log.warning("dlq.retrying", error=str(error), attempt=attempt)
                 await self._pause(attempt)
+
+    async def dead_letter(self, rejected: Sequence[Rejected]) -> None:
+        """Publish dead letters and wait until the broker has every one."""
+        if not rejected:
+            return
+        try:
+            await self._send([self._letter(r) for r in rejected])
+        except TOO_LARGE:
+            # One at a time, to find which the topic cannot take; those that
+            # were already acknowledged are sent twice, which replay tolerates.
+            for r in rejected:
+                try:
+                    await self._send([self._letter(r)])
+                except TOO_LARGE as error:
+                    await self._send([self._letter(r, dropped=True)])
+                    self.log.error(
+                        "dlq.value_dropped",
+                        topic=r.record.topic,
+                        partition=r.record.partition,
+                        offset=r.record.offset,
+                        bytes=len(r.record.value or b""),
+                        error=f"{type(error).__name__}: {error}",
+                        hint="the original stays readable at its topic, partition "
+                        "and offset while retention keeps it",
+                    )
         for r in rejected:
             self.log.warning(
                 "event.dead_lettered",

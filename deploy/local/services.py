@@ -436,7 +436,9 @@ def _kafka_properties(address: Address) -> str:
         "controller.listener.names=CONTROLLER",
         f"log.dirs={KAFKA_DATA}",
         "num.partitions=1",
-        "auto.create.topics.enable=true",
+        # As on a production cluster: a typo or a read must not make a topic
+        # with the broker's defaults; `courier topics create` makes them.
+        "auto.create.topics.enable=false",
         "default.replication.factor=1",
         "min.insync.replicas=1",
         "offsets.topic.replication.factor=1",

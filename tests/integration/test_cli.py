@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 
@@ -100,3 +101,37 @@ def test_unknown_worker_is_one_clear_sentence(settings: Settings) -> None:
     done = courier(settings, "run", "statuss")
     assert 1 == done.returncode
     assert "choose directory, status, enrichment or all" in done.stderr
+
+
+async def test_a_taken_http_port_is_one_sentence_before_anything_else(
+    settings: Settings,
+) -> None:
+    """`courier run` on a busy port fails at once: no traceback, no topics."""
+    from tests.integration.test_topics import ours
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = settings.model_copy(update={"http_port": port})
+        single = courier(busy, "run", "all")
+        many = courier(busy, "run", "all", "--processes", "2")
+
+    for done in (single, many):
+        assert 1 == done.returncode
+        assert [
+            f"Cannot serve /metrics on 127.0.0.1:{port} (Address already in use); "
+            "set COURIER_HTTP_PORT to a free port, or 0 for none."
+        ] == done.stderr.splitlines()
+    assert [] == await ours(settings)
+
+
+def test_replay_of_the_raw_ubuntu_log(settings: Settings) -> None:
+    """`courier replay` takes the [HH:MM] log whose first line once failed."""
+    done = courier(
+        settings, "replay", str(DATA / "irc" / "ubuntu-test" / "2016-06-08_07.raw.txt")
+    )
+
+    assert 0 == done.returncode, done.stderr
+    assert "1,436 messages" in done.stdout
+    assert "Traceback" not in done.stderr

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import socket
 from pathlib import Path
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 
 from storage import Store
-from tests.integration.harness import Out, WorkerProcess, eventually, publish
+from tests.integration.harness import (
+    Out,
+    WorkerProcess,
+    eventually,
+    publish,
+)
 from tests.integration.test_guarantees import conversation, message, user
+from tests.net import free_port, get
 from workers.kafka import ensure_topics
 from workers.settings import Settings
 
@@ -81,3 +91,68 @@ async def test_two_processes_share_the_work_and_stop_cleanly(
         if x.get("event") == "batch.done" and x.get("worker") == "status"
     }
     assert 2 == len(busy)
+
+
+def _free_pair() -> int:
+    """A port such that it and the next one are free now."""
+    while True:
+        port = free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+
+
+async def test_a_killed_process_is_restarted_on_its_port(
+    tmp_path: Path, settings: Settings, store: Store
+) -> None:
+    """kill -9 of one of two children: logged, restarted, and SIGTERM exits 0."""
+    base = _free_pair()
+    settings = settings.model_copy(update={"http_port": base})
+    workers = WorkerProcess(
+        settings, tmp_path / "workers.log", "all", "--processes", "2"
+    )
+
+    def events(name: str) -> list[dict[str, Any]]:
+        lines = workers.output().splitlines()
+        found = [json.loads(x) for x in lines if x.startswith("{")]
+        return [x for x in found if x.get("event") == name]
+
+    async def healthy(port: int) -> bool:
+        status, _ = await asyncio.to_thread(get, f"http://127.0.0.1:{port}/healthz")
+        return status == 200
+
+    async def both_healthy() -> bool:
+        return await healthy(base) and await healthy(base + 1)
+
+    async def restarted_healthy() -> bool:
+        return await healthy(base + 1)
+
+    workers.start()
+    try:
+        await eventually(both_healthy, 90, "/healthz on both ports")
+        (victim,) = [
+            x for x in events("process.child_started") if x["http_port"] == base + 1
+        ]
+        os.kill(victim["pid"], signal.SIGKILL)
+
+        async def restarted() -> bool:
+            started = events("process.child_started")
+            return sum(1 for x in started if x["http_port"] == base + 1) == 2
+
+        await eventually(restarted, 30, "the killed child was started again")
+        (died,) = events("process.child_died")
+        assert (victim["pid"], -signal.SIGKILL, base + 1) == (
+            died["pid"],
+            died["code"],
+            died["http_port"],
+        )
+        await eventually(restarted_healthy, 90, "/healthz after the restart")
+    finally:
+        code = await asyncio.to_thread(workers.stop, 60)
+
+    assert 0 == code
+    # The killed one never got to log its stop; its replacement did.
+    assert 2 == len(events("process.stopped"))

@@ -15,11 +15,12 @@ from contracts import (
     Topics,
     UserUpserted,
 )
-from workers.replay import Line, Plan, irc_plan, parse_irc, slack_plan
+from workers.replay import Line, Plan, irc_plan, parse_irc, plan_for, slack_plan
 
-NEW_DOMAINS = (
-    Path(__file__).parents[2].parent / "shared" / "data" / "irc" / "new-domains"
-)
+IRC = Path(__file__).parents[2].parent / "shared" / "data" / "irc"
+NEW_DOMAINS = IRC / "new-domains"
+UBUNTU_TEST = IRC / "ubuntu-test"
+RAW_LOG = UBUNTU_TEST / "2016-06-08_07.raw.txt"
 LOGS = ("rust.0", "stripe.1", "ubuntu-meeting.0")
 
 
@@ -147,6 +148,89 @@ def test_parse_irc_raises_on_a_line_it_cannot_read(tmp_path: Path) -> None:
     log.write_text("chan 2024-05-01 [12:00] <ada> hi \nthis is not irc\n")
 
     with pytest.raises(ValueError, match=r"bad\.ascii\.txt:2 "):
+        list(parse_irc(log))
+
+
+@pytest.fixture(scope="module")
+def raw() -> list[Line]:
+    """The ubuntu-test log, whose lines carry only [HH:MM]."""
+    if not RAW_LOG.is_file():
+        pytest.fail(
+            f"the shared IRC log {RAW_LOG} is missing; check out ../shared/data "
+            "beside the repo",
+            pytrace=False,
+        )
+    return list(parse_irc(RAW_LOG))
+
+
+def test_a_raw_log_parses_every_line_of_every_kind(raw: list[Line]) -> None:
+    """1,430 messages, 6 actions and 64 nick changes, as its SOURCE.md counts."""
+    kinds = Counter(line.kind for line in raw)
+
+    assert list(range(1500)) == [line.number for line in raw]
+    assert {MessageType.TEXT: 1430, MessageType.ACTION: 6, None: 64} == kinds
+    assert 64 == sum(1 for line in raw if line.rename is not None)
+    assert 176 == len({line.nick for line in raw if line.nick})
+
+
+def test_a_raw_log_reads_its_first_line(raw: list[Line]) -> None:
+    """`[21:16] <lestus> o/` is a message on the day before the file's name."""
+    first = raw[0]
+
+    assert ("ubuntu-test", "lestus", "o/", MessageType.TEXT) == (
+        first.channel,
+        first.nick,
+        first.text,
+        first.kind,
+    )
+    assert "2016-06-07T21:16:00+00:00" == first.at.isoformat()
+
+
+def test_a_raw_log_dates_come_from_its_name_and_midnight(raw: list[Line]) -> None:
+    """The name pins line 1000 to 07:00 on 2016-06-08; the wrap at 384 is midnight."""
+    assert [
+        "2016-06-07T23:59:00+00:00",
+        "2016-06-08T00:00:00+00:00",
+        "2016-06-08T07:00:00+00:00",
+        "2016-06-08T13:35:00+00:00",
+    ] == [raw[n].at.isoformat() for n in (383, 384, 1000, 1499)]
+    assert sorted(line.at for line in raw) == [line.at for line in raw]
+
+
+def test_a_raw_logs_rename_takes_the_time_of_the_line_before(
+    raw: list[Line],
+) -> None:
+    """A nick change has no clock of its own."""
+    first = next(line for line in raw if line.rename is not None)
+
+    assert raw[first.number - 1].at == first.at
+
+
+def test_a_raw_action_has_its_nick_and_text(raw: list[Line]) -> None:
+    """`[HH:MM]  * nick text` (two spaces) is an ACTION."""
+    action = next(line for line in raw if line.kind is MessageType.ACTION)
+    text = RAW_LOG.read_text(encoding="utf-8").splitlines()[action.number]
+
+    assert f"* {action.nick} {action.text}" == text.split("  ", 1)[1].rstrip()
+
+
+def test_a_raw_log_folder_replays_with_its_reply_links() -> None:
+    """plan_for finds *.raw.txt in a folder; 398 messages have a parent."""
+    plan = plan_for([UBUNTU_TEST], Topics())
+    replies = [m for m in _messages(plan) if m.reply_to_id is not None]
+
+    assert (1436, 64, 1) == (plan.messages, plan.user_updates, plan.conversations)
+    assert 398 == len(replies)
+
+
+def test_a_raw_log_whose_name_names_an_hour_it_lacks_is_refused(
+    tmp_path: Path,
+) -> None:
+    """The date cannot be inferred, so the replay says why instead of guessing."""
+    log = tmp_path / "2024-05-01_07.raw.txt"
+    log.write_text("[21:16] <ada> hi\n[21:17] <bob> hello\n")
+
+    with pytest.raises(ValueError, match=r"2024-05-01_07\.raw\.txt names hour 07"):
         list(parse_irc(log))
 
 

@@ -54,6 +54,28 @@ def test_whole_second_forms_land_on_the_same_instant(value: Any) -> None:
     assert NOON == parse_timestamp(value)
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2024-05-01T12:00:00z",
+        "2024-05-01t12:00:00Z",
+        "2024-05-01t12:00:00z",
+        "2024-05-01t12:00:00.000z",
+        " 2024-05-01T12:00:00z ",
+    ],
+)
+def test_lowercase_t_and_z_are_accepted_as_rfc_3339_allows(value: str) -> None:
+    """RFC 3339 lets the separator and the UTC suffix be lowercase."""
+    assert NOON == parse_timestamp(value)
+
+
+@pytest.mark.parametrize("value", ["2024-05-01T12:00z00", "z"])
+def test_a_lowercase_z_anywhere_but_the_end_is_refused(value: str) -> None:
+    """Only a final z stands for UTC; the rest of the rules still hold."""
+    with pytest.raises(ValueError, match="not ISO 8601"):
+        parse_timestamp(value)
+
+
 def test_offset_is_converted_to_utc() -> None:
     """A parsed timestamp always carries the UTC zone, whatever offset it had."""
     parsed = parse_timestamp("2024-05-01T14:00:00+02:00")

@@ -9,9 +9,8 @@ announcement, never loses it, because the versions the document reached,
 against those recorded as published, say what is still owed.
 
 A message whose sender or conversation is not stored yet is parked (see
-:mod:`storage.parking`), and so is a receipt whose message is not stored yet:
-it is re-driven once the message is, and only then checked against the
-message's conversation, so a stray receipt is refused whatever the order.
+:mod:`storage.parking`); a receipt that comes before its message is kept on a
+``PENDING`` document and counts once the message arrives.
 """
 
 from __future__ import annotations
@@ -62,8 +61,6 @@ class Applied:
     """The messages that owe a DTO, in the same order."""
     mismatched: dict[str, str]
     """Events refused for naming another conversation, by event id."""
-    orphans: dict[str, list[Event]]
-    """Receipts of messages neither stored nor submitted here, to park."""
 
 
 def _message_of(event: Event) -> str:
@@ -171,57 +168,14 @@ class StatusWorker:
             by_message.setdefault(_message_of(event), []).append(event)
 
         applied = await self._apply(by_message, participants)
-        if applied.orphans:
-            late = await self._park_orphans(
-                [(r, e) for r, e in events if _message_of(e) in applied.orphans],
-                participants,
-            )
-            if late is not None:
-                applied.states += late.states
-                applied.announce += late.announce
-                applied.mismatched |= late.mismatched
         rejected.extend(
             Rejected(r, applied.mismatched[e.event_id], "ValidationFailed")
             for r, e in events
             if e.event_id in applied.mismatched
         )
         await self._announce(applied.announce)
-        # Receipts parked for the messages just stored go back to their topic.
-        stored = {s.id for s in applied.states}
-        await self.ctx.redrive(
-            [
-                f"message:{e.id}"
-                for _, e in events
-                if isinstance(e, MessageSubmitted) and e.id in stored
-            ]
-        )
 
         return rejected
-
-    async def _park_orphans(
-        self,
-        orphans: list[tuple[Record, Event]],
-        participants: dict[str, tuple[str, ...]],
-    ) -> Applied | None:
-        """Park receipts whose message is not stored; apply any that arrived
-        while they were being parked."""
-        await self._park(
-            orphans, {e.event_id: [f"message:{_message_of(e)}"] for _, e in orphans}
-        )
-        # The message may have been stored between our read and the park; look
-        # again so that such a receipt is not left waiting for a re-drive.
-        ids = {_message_of(e) for _, e in orphans}
-        arrived = set(await self.ctx.messages.load_many(ids, with_published=False))
-        if not arrived:
-            return None
-        back = [(r, e) for r, e in orphans if _message_of(e) in arrived]
-        await self.ctx.parking.remove(
-            f"{r.topic}:{r.partition}:{r.offset}" for r, _ in back
-        )
-        by_message: dict[str, list[Event]] = {}
-        for _, event in back:
-            by_message.setdefault(_message_of(event), []).append(event)
-        return await self._apply(by_message, participants)
 
     async def _apply(
         self,
@@ -232,7 +186,6 @@ class StatusWorker:
         final: dict[str, MessageState] = {}
         grew: set[str] = set()
         mismatched: dict[str, str] = {}
-        orphans: dict[str, list[Event]] = {}
         pending = dict(by_message)
         # A submission is nearly always of a message not stored yet: try its
         # insert without reading first. If it exists after all (its receipts
@@ -256,9 +209,6 @@ class StatusWorker:
             reached: dict[str, tuple[int, ...]] = {}
             for message_id, evs in pending.items():
                 before = stored.get(message_id)
-                if before is None and not isinstance(evs[0], MessageSubmitted):
-                    orphans[message_id] = evs
-                    continue
                 state = before or new_state(message_id, evs[0].conversation_id)
                 for event in evs:
                     if (
@@ -317,7 +267,6 @@ class StatusWorker:
             states=states,
             announce=[s for s in states if s.id in grew | owed],
             mismatched=mismatched,
-            orphans=orphans,
         )
 
     async def _announce(self, states: Sequence[MessageState]) -> None:

@@ -125,6 +125,19 @@ async def _bulk_part(
     return duplicates
 
 
+MAX_POOL = 32
+"""Connections per process: lookups are bounded (below), and bulk writes go
+one command at a time, so more would only queue inside the server."""
+
+POINT_CONCURRENCY = 16
+"""The most point reads one lookup has in flight at once.
+
+Unbounded, a batch of 500 ids opened as many connections as the driver's
+pool allows, in every worker at once, and the local FerretDB v1 stopped
+answering altogether under the benchmark's load; a few in flight already
+keep its one SQLite writer busy."""
+
+
 async def find_by_ids(
     collection: AsyncCollection[Document],
     ids: Sequence[str],
@@ -141,9 +154,13 @@ async def find_by_ids(
             cursor = collection.find({"_id": {"$in": wanted}}, projection)
             docs = await cursor.to_list(None)
         else:
-            found = await asyncio.gather(
-                *(collection.find_one({"_id": i}, projection) for i in wanted)
-            )
+            gate = asyncio.Semaphore(POINT_CONCURRENCY)
+
+            async def one(key: str) -> Document | None:
+                async with gate:
+                    return await collection.find_one({"_id": key}, projection)
+
+            found = await asyncio.gather(*(one(i) for i in wanted))
             docs = [d for d in found if d is not None]
 
     return {d["_id"]: d for d in docs}
@@ -187,6 +204,7 @@ class Store:
             serverSelectionTimeoutMS=timeout_ms,
             connectTimeoutMS=timeout_ms,
             socketTimeoutMS=timeout_ms * 3,
+            maxPoolSize=MAX_POOL,
         )
 
         return cls(client, database, lookup)

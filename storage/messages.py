@@ -153,8 +153,7 @@ class MessageRepository:
         if not with_published:
             return {i: from_document(d) for i, d in docs.items()}
         owing = [i for i, d in docs.items() if d.get("reached") and i not in known]
-        out = await find_by_ids(self.published, owing, self.store.lookup)
-        versions = {i: int(d.get("version", 0)) for i, d in out.items()} | {
+        versions = await self.published_of(owing) | {
             i: v for i, v in known.items() if i in docs
         }
 

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -41,27 +42,30 @@ log = structlog.get_logger("courier.cache")
 Loader = Callable[[Sequence[str]], Awaitable[dict[str, Document]]]
 
 
-class _Entries:
-    """Documents by id, least recently used first, at most ``limit`` of them."""
+V = TypeVar("V")
+
+
+class Lru(Generic[V]):
+    """Values by id, least recently used first, at most ``limit`` of them."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.docs: OrderedDict[str, Document] = OrderedDict()
+        self.entries: OrderedDict[str, V] = OrderedDict()
 
-    def get(self, key: str) -> Document | None:
-        doc = self.docs.get(key)
-        if doc is not None:
-            self.docs.move_to_end(key)
+    def get(self, key: str) -> V | None:
+        value = self.entries.get(key)
+        if value is not None:
+            self.entries.move_to_end(key)
 
-        return doc
+        return value
 
-    def put(self, key: str, doc: Document) -> None:
+    def put(self, key: str, value: V) -> None:
         if self.limit <= 0:
             return
-        self.docs[key] = doc
-        self.docs.move_to_end(key)
-        while len(self.docs) > self.limit:
-            self.docs.popitem(last=False)
+        self.entries[key] = value
+        self.entries.move_to_end(key)
+        while len(self.entries) > self.limit:
+            self.entries.popitem(last=False)
 
 
 class DirectoryCache:
@@ -77,7 +81,10 @@ class DirectoryCache:
         self.bootstrap = bootstrap
         self.topic = topic
         self.sync_timeout_s = sync_timeout_s
-        self.kinds = {"user": _Entries(limit), "conversation": _Entries(limit)}
+        self.kinds: dict[str, Lru[Document]] = {
+            "user": Lru(limit),
+            "conversation": Lru(limit),
+        }
         self._consumer: AIOKafkaConsumer | None = None
         self._partitions: list[TopicPartition] = []
         self._task: asyncio.Task[None] | None = None
@@ -137,12 +144,12 @@ class DirectoryCache:
             self.clear()
             return
         self._drops += 1
-        self.kinds[change.kind].docs.pop(change.id, None)
+        self.kinds[change.kind].entries.pop(change.id, None)
 
     def clear(self) -> None:
         self._drops += 1
         for entries in self.kinds.values():
-            entries.docs.clear()
+            entries.entries.clear()
 
     async def sync(self) -> None:
         """Wait until every announcement made so far has been applied."""

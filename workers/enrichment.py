@@ -10,7 +10,6 @@ repeats the DTOs with the same version, which consumers drop by version.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 
 from contracts import (
@@ -27,6 +26,7 @@ from contracts import (
 )
 from storage import MessageState
 from storage.mongo import Document
+from workers.cache import Lru
 from workers.context import Context
 from workers.kafka import Outgoing, Record
 from workers.observe import DTOS
@@ -72,16 +72,9 @@ class EnrichmentWorker:
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self.published: OrderedDict[str, int] = OrderedDict()
-        """The versions this process confirmed, newest last, at most
-        :data:`REMEMBERED`; this worker is the only writer of them."""
-
-    def _remember(self, published: dict[str, int]) -> None:
-        for message_id, version in published.items():
-            self.published[message_id] = version
-            self.published.move_to_end(message_id)
-        while len(self.published) > REMEMBERED:
-            self.published.popitem(last=False)
+        self.published: Lru[int] = Lru(REMEMBERED)
+        """The versions this process confirmed, newest last; this worker is
+        the only writer of them."""
 
     async def handle(self, records: Sequence[Record]) -> list[Rejected]:
         rejected: list[Rejected] = []
@@ -95,7 +88,12 @@ class EnrichmentWorker:
             order[change.message_id] = None
 
         states = await self.ctx.messages.load_many(
-            order, {i: self.published[i] for i in order if i in self.published}
+            order,
+            {
+                i: self.published.entries[i]
+                for i in order
+                if i in self.published.entries
+            },
         )
         due = [
             states[i]
@@ -136,6 +134,7 @@ class EnrichmentWorker:
         await self.ctx.publish(out)
         DTOS.inc(len(out))
         await self.ctx.messages.mark_published(published)
-        self._remember(published)
+        for message_id, version in published.items():
+            self.published.put(message_id, version)
 
         return rejected

@@ -78,7 +78,7 @@ async def test_an_unreadable_announcement_forgets_everything() -> None:
     c._drop(b"{not json")
 
     assert {"user": 0, "conversation": 0} == {
-        k: len(e.docs) for k, e in c.kinds.items()
+        k: len(e.entries) for k, e in c.kinds.items()
     }
 
 
@@ -90,7 +90,7 @@ async def test_the_least_recently_used_entry_goes_first() -> None:
     await c.get_many("user", ["u-0"], store.get_many)
     await c.get_many("user", ["u-2"], store.get_many)
 
-    assert ["u-0", "u-2"] == list(c.kinds["user"].docs)
+    assert ["u-0", "u-2"] == list(c.kinds["user"].entries)
 
 
 async def test_a_limit_of_zero_keeps_nothing() -> None:

@@ -196,6 +196,18 @@ async def drop_all(settings: Settings, variants: list[Variant]) -> None:
         await admin.close()
 
 
+async def settle(v: Variant, within_s: float, out: Say) -> None:
+    """Let the workers finish what the last latency step left queued, so that
+    the checks read a drained variant, not one still catching up."""
+    assert v.dtos is not None
+    began = time.monotonic()
+    if not await v.dtos.wait(began + within_s, v.workers):
+        out(f"  {v.name}: still behind {within_s:g} s after the last step")
+    else:
+        took = time.monotonic() - began
+        out(f"  {v.name}: caught up {took:.1f} s after the last step")
+
+
 def _stop(v: Variant) -> float:
     """Stop the variant's workers; return their peak RSS in MB."""
     assert v.workers is not None
@@ -241,7 +253,7 @@ async def run(config: Config, out: Say = say) -> dict[str, Any]:
         steps_b, best_b, half_b = await latency_phase(
             batched, corpus, directory, config, b.msgs_per_s, out
         )
-        assert batched.workers is not None
+        await settle(batched, config.drain_timeout_s, out)
         rss_b = _stop(batched)
         await check_store(batched)
         check_dtos(batched, conversation_order(events))
@@ -264,7 +276,9 @@ async def run(config: Config, out: Say = say) -> dict[str, Any]:
             n.msgs_per_s,
             out,
         )
+        await settle(naive, config.drain_timeout_s, out)
         rss_n = _stop(naive)
+        await check_store(naive)
         check_dtos(naive, conversation_order(subset))
 
         scaled = events[: config.scale_events]
@@ -281,6 +295,9 @@ async def run(config: Config, out: Say = say) -> dict[str, Any]:
             await check_store(v)
             check_dtos(v, conversation_order(scaled))
     finally:
+        for v in variants:
+            if v.workers is not None:
+                v.workers.stop()
         await drop_all(base, variants)
 
     problems = [p for v in variants for p in v.problems]

@@ -26,6 +26,7 @@ from aiokafka.structs import TopicPartition
 
 from workers.kafka import partitions_of
 from workers.settings import Settings
+from workers.supervisor import die_with_parent
 
 REPO = Path(__file__).resolve().parents[1]
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -95,6 +96,8 @@ class Workers:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=REPO,
+                # A bench stopped by any means takes its workers with it.
+                preexec_fn=die_with_parent,
             )
 
     def pids(self) -> list[int]:

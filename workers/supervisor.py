@@ -6,11 +6,14 @@ A child that dies while no shutdown was asked for is logged
 stay up (a bad setting, a store that refuses it), so every child is stopped
 and the parent exits non-zero. SIGTERM and SIGINT are passed on to the
 children, and the parent's exit code says whether every one ended cleanly.
+On Linux a child is also sent SIGTERM when the parent dies without passing a
+signal on (SIGKILL, a crash), so no worker outlives its supervisor.
 """
 
 from __future__ import annotations
 
 import collections
+import ctypes
 import os
 import signal
 import subprocess
@@ -28,6 +31,22 @@ RESTART_WINDOW_S = 60.0
 POLL_S = 0.2
 STOP_WAIT_S = 60.0
 """How long giving up waits for the other children before it kills them."""
+
+
+PR_SET_PDEATHSIG = 1
+"""prctl(2): the signal a process gets when its parent ends."""
+
+
+def die_with_parent() -> None:
+    """For ``preexec_fn``: have the kernel SIGTERM this child when its
+    parent dies, however it dies. Linux only; elsewhere it does nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before the request took
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 class RestartsExhausted(Exception):
@@ -63,6 +82,7 @@ class Supervisor:
         child = subprocess.Popen(
             [sys.executable, "-m", "workers.cli", "run", self.worker],
             env={**os.environ, "COURIER_HTTP_PORT": str(port)},
+            preexec_fn=die_with_parent,
         )
         log.info("process.child_started", pid=child.pid, http_port=port)
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -45,3 +49,44 @@ def test_a_child_that_keeps_dying_stops_after_the_bound(
     assert MAX_RESTARTS == len(watched.restarts)
     assert [1] == [child.returncode for child in watched.children]
     assert watched._forward != signal.getsignal(signal.SIGTERM)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
+def test_a_child_does_not_outlive_a_parent_killed_with_sigkill() -> None:
+    """A parent that is SIGKILLed passes nothing on; the kernel still ends
+    the child it started with die_with_parent."""
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time\n"
+            "from workers.supervisor import die_with_parent\n"
+            "child = subprocess.Popen([sys.executable, '-c', 'import time; "
+            "time.sleep(60)'], preexec_fn=die_with_parent)\n"
+            "print(child.pid, flush=True)\n"
+            "time.sleep(60)\n",
+        ],
+        stdout=subprocess.PIPE,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    assert _alive(child)
+
+    parent.kill()
+    parent.wait(10)
+    parent.stdout.close()
+
+    deadline = time.monotonic() + 10
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, reaped by no one yet, does not count)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"

@@ -77,6 +77,7 @@ class Process:
         self.ctx: Context | None = None
         self.runners: dict[str, Runner] = {}
         self.tasks: list[asyncio.Task[None]] = []
+        self.lag: asyncio.Task[None] | None = None
         self.health = observe.Health()
         self.http: WSGIServer | None = None
         self.broker = KafkaBroker(
@@ -233,17 +234,16 @@ class Process:
                     "set COURIER_HTTP_PORT to a free port, or 0 for none."
                 ) from None
         self.tasks.append(asyncio.create_task(self.health.watch(self._probe)))
-        self.tasks.append(
-            asyncio.create_task(
-                observe.watch_lag(
-                    s.kafka_bootstrap_servers,
-                    [
-                        (s.group(name), topic)
-                        for name in self.names
-                        for topic in self.topics_of(s, name)
-                    ],
-                    s.lag_refresh_s,
-                )
+        self.lag = asyncio.create_task(
+            observe.watch_lag(
+                s.kafka_bootstrap_servers,
+                [
+                    (s.group(name), topic)
+                    for name in self.names
+                    for topic in self.topics_of(s, name)
+                ],
+                s.lag_refresh_s,
+                self.stopping,
             )
         )
         log.info(
@@ -273,6 +273,13 @@ class Process:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.lag is not None:
+            # It returns by itself once stopping is set; cancelling it while
+            # a client connects would leave a socket open.
+            await asyncio.wait([self.lag], timeout=observe.LAG_TIMEOUT_MS / 500)
+            self.lag.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.lag
         observe.stop(self.http)
         if self.ctx is not None:
             if self.ctx.cache is not None:

@@ -265,8 +265,12 @@ class TopicState:
     created: bool
 
 
-def _admin(bootstrap: str) -> AIOKafkaAdminClient:
-    return AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="courier-admin")
+def _admin(bootstrap: str, timeout_ms: int = 40_000) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap,
+        client_id="courier-admin",
+        request_timeout_ms=timeout_ms,
+    )
 
 
 async def _partition_counts(
@@ -333,8 +337,8 @@ async def ensure_topics(
     for a topic that already existed may differ from ``partitions``.
     """
     admin = _admin(bootstrap)
-    await admin.start()
     try:
+        await admin.start()
         existing = set(await admin.list_topics())
         wanted = [
             NewTopic(
@@ -371,8 +375,8 @@ async def ensure_topics(
 async def require_topics(bootstrap: str, names: Iterable[str]) -> None:
     """Raise :class:`TopicsMissing` unless every topic exists; create none."""
     admin = _admin(bootstrap)
-    await admin.start()
     try:
+        await admin.start()
         existing = set(await admin.list_topics())
     finally:
         await admin.close()
@@ -381,14 +385,16 @@ async def require_topics(bootstrap: str, names: Iterable[str]) -> None:
         raise TopicsMissing(missing)
 
 
-async def partitions_of(bootstrap: str, topic: str) -> list[TopicPartition]:
+async def partitions_of(
+    bootstrap: str, topic: str, timeout_ms: int = 40_000
+) -> list[TopicPartition]:
     """The partitions of ``topic``; raise :class:`TopicsMissing` if there is none.
 
     Never creates the topic, even on a broker that creates topics on first use.
     """
-    admin = _admin(bootstrap)
-    await admin.start()
+    admin = _admin(bootstrap, timeout_ms)
     try:
+        await admin.start()
         if topic not in set(await admin.list_topics()):
             raise TopicsMissing([topic])
         described = await admin.describe_topics([topic])
@@ -429,16 +435,21 @@ class PartitionLag:
         return self.end - self.committed
 
 
-async def group_lag(bootstrap: str, group: str, topic: str) -> list[PartitionLag]:
+async def group_lag(
+    bootstrap: str, group: str, topic: str, timeout_ms: int = 40_000
+) -> list[PartitionLag]:
     """The group's committed offset against the end, per partition of ``topic``.
 
-    A partition the group never committed counts from offset 0.
+    A partition the group never committed counts from offset 0. Each request
+    gives up after ``timeout_ms``. Do not cancel this from outside: aiokafka
+    (0.14) leaks its bootstrap connection when cancelled while starting.
     """
-    tps = await partitions_of(bootstrap, topic)
-    admin = _admin(bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-    # Both close even if a start fails or the caller is cancelled meanwhile
-    # (the lag gauge's task is, at shut-down): an unclosed one warns later.
+    tps = await partitions_of(bootstrap, topic, timeout_ms)
+    admin = _admin(bootstrap, timeout_ms)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, request_timeout_ms=timeout_ms
+    )
+    # Both close even if a start fails.
     try:
         await admin.start()
         await consumer.start()

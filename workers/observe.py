@@ -31,8 +31,8 @@ log = structlog.get_logger("courier.observe")
 REGISTRY: CollectorRegistry = prometheus_client.REGISTRY
 """What ``/metrics`` serves: prometheus_client's default registry."""
 
-LAG_TIMEOUT_S = 30.0
-"""The longest one lag reading of one topic may take before it counts as failed."""
+LAG_TIMEOUT_MS = 10_000
+"""How long one lag request may take before the reading counts as failed."""
 
 RECORDS = Counter(
     "courier_records_total",
@@ -112,15 +112,23 @@ class Health:
             await asyncio.sleep(every_s)
 
 
-async def refresh_lag(bootstrap: str, targets: Sequence[tuple[str, str]]) -> None:
-    """Set the lag gauge of every ``(group, topic)``; log what could not be read."""
+async def refresh_lag(
+    bootstrap: str,
+    targets: Sequence[tuple[str, str]],
+    stopping: asyncio.Event | None = None,
+) -> None:
+    """Set the lag gauge of every ``(group, topic)``; log what could not be read.
+
+    Stops between targets once ``stopping`` is set. Each reading is bounded by
+    the clients' own request timeout, never by cancelling it.
+    """
     failed: list[str] = []
     error: Exception | None = None
     for group, topic in targets:
+        if stopping is not None and stopping.is_set():
+            break
         try:
-            rows = await asyncio.wait_for(
-                group_lag(bootstrap, group, topic), LAG_TIMEOUT_S
-            )
+            rows = await group_lag(bootstrap, group, topic, LAG_TIMEOUT_MS)
         except Exception as caught:
             LAG_ERRORS.inc()
             failed.append(topic)
@@ -137,12 +145,20 @@ async def refresh_lag(bootstrap: str, targets: Sequence[tuple[str, str]]) -> Non
 
 
 async def watch_lag(
-    bootstrap: str, targets: Sequence[tuple[str, str]], every_s: float
+    bootstrap: str,
+    targets: Sequence[tuple[str, str]],
+    every_s: float,
+    stopping: asyncio.Event,
 ) -> None:
-    """Refresh the lag gauge now and then every ``every_s`` seconds, forever."""
-    while True:
-        await refresh_lag(bootstrap, targets)
-        await asyncio.sleep(every_s)
+    """Refresh the lag gauge now and then every ``every_s`` seconds.
+
+    Returns soon after ``stopping`` is set. It is not cancelled: a Kafka
+    client cancelled while it connects leaves a socket open.
+    """
+    while not stopping.is_set():
+        await refresh_lag(bootstrap, targets, stopping)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), every_s)
 
 
 def _app(health: Health) -> Callable[[Environ, StartResponse], Iterable[bytes]]:

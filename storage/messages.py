@@ -46,7 +46,7 @@ from contracts import MessageType, Progress, Status
 from storage.mongo import Document, Store, WriteOp, bulk_write, find_by_ids, translated
 from storage.state import MessageState, Submission
 
-_MERGED = frozenset({"_id", "reached"})
+_MERGED = frozenset({"_id", "reached", "held"})
 """Fields a status update merges rather than overwrites."""
 
 
@@ -67,6 +67,7 @@ def to_document(state: MessageState, rev: int, writer: str) -> Document:
             for rid, p in sorted(state.progress.items())
         ],
         "reached": list(state.reached),
+        "held": list(state.held),
         "rev": rev,
         "writer": writer,
     }
@@ -108,6 +109,7 @@ def from_document(doc: Document, published_version: int = 0) -> MessageState:
         },
         status=Status(doc["status"]),
         reached=tuple(doc.get("reached", [])),
+        held=tuple(doc.get("held", [])),
         published_version=published_version,
         rev=int(doc["rev"]),
     )
@@ -191,9 +193,14 @@ class MessageRepository:
                 "$set": owned,
                 "$max": {"version": state.version},
             }
+            merged: dict[str, Any] = {}
             added = list((reached or {}).get(state.id, ()))
             if added:
-                update["$addToSet"] = {"reached": {"$each": added}}
+                merged["reached"] = {"$each": added}
+            if state.held:
+                merged["held"] = {"$each": list(state.held)}
+            if merged:
+                update["$addToSet"] = merged
             ops.append(UpdateOne(guard, update))
         duplicates = await bulk_write(self.collection, ops, ignore_duplicates=False)
 

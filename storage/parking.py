@@ -2,10 +2,11 @@
 
 A message whose sender or conversation is unknown is not dropped and not
 stored half-resolved: the original record is parked here with the list of
-what it waits for (``"user:u-1"``, ``"conversation:c-1"``). When the directory
-stores one of those entities it re-drives the parked records by publishing
-them again to their original topic; a record parked for longer than the
-configured bound is dead-lettered instead, naming what never arrived.
+what it waits for (``"user:u-1"``, ``"conversation:c-1"``, ``"message:m-1"``).
+When the directory stores one of those entities, or the status worker stores
+the message a receipt waits for, the parked records are re-driven: published
+again to their original topic. A record parked for longer than the configured
+bound is dead-lettered instead, naming what never arrived.
 """
 
 from __future__ import annotations
@@ -15,9 +16,16 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bson import Binary
-from pymongo.operations import ReplaceOne
+from pymongo.operations import DeleteOne, ReplaceOne
 
-from storage.mongo import Document, Store, WriteOp, bulk_write, translated
+from storage.mongo import (
+    Document,
+    Store,
+    WriteOp,
+    bulk_write,
+    find_by_ids,
+    translated,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +90,7 @@ class ParkingRepository:
     name = "parked"
 
     def __init__(self, store: Store) -> None:
+        self.store = store
         self.collection = store.collection(self.name)
 
     async def park(self, records: Sequence[ParkedRecord]) -> None:
@@ -90,6 +99,12 @@ class ParkingRepository:
             ReplaceOne({"_id": r.id}, _doc(r), upsert=True) for r in records
         ]
         await bulk_write(self.collection, ops, ignore_duplicates=True)
+
+    async def load(self, ids: Iterable[str]) -> list[ParkedRecord]:
+        """The parked records with these ids that are still parked."""
+        found = await find_by_ids(self.collection, list(ids), self.store.lookup)
+
+        return [_record(d) for d in found.values()]
 
     async def waiting_for(self, refs: Iterable[str]) -> list[ParkedRecord]:
         """Parked records that wait for any of ``refs``."""
@@ -114,7 +129,7 @@ class ParkingRepository:
             return await self.collection.count_documents({})
 
     async def remove(self, ids: Iterable[str]) -> None:
-        wanted = list(dict.fromkeys(ids))
-        if wanted:
-            async with translated():
-                await self.collection.delete_many({"_id": {"$in": wanted}})
+        """Unpark these records; one delete by ``_id`` each, as FerretDB v1
+        would scan the whole place for an ``$in``."""
+        ops: list[WriteOp] = [DeleteOne({"_id": i}) for i in dict.fromkeys(ids)]
+        await bulk_write(self.collection, ops, ignore_duplicates=False)

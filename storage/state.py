@@ -45,7 +45,9 @@ class MessageState:
     has reached, oldest first: each one owes a DTO. ``published_version`` is
     the highest version whose DTO is confirmed on the client topic; it is
     kept apart from the message (see ``storage.messages``) and merged in
-    when the state is loaded.
+    when the state is loaded. ``held`` names the parked receipts that came
+    before the message itself (see :mod:`storage.parking`): they count only
+    once the submission says which conversation the message is in.
     """
 
     id: str
@@ -55,6 +57,7 @@ class MessageState:
     progress: dict[str, Progress] = field(default_factory=dict)
     status: Status = Status.PENDING
     reached: tuple[int, ...] = ()
+    held: tuple[str, ...] = ()
     published_version: int = 0
     rev: int = 0
 

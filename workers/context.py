@@ -12,6 +12,7 @@ from contracts import Topics
 from storage import (
     ConversationRepository,
     MessageRepository,
+    ParkedRecord,
     ParkingRepository,
     Store,
     UserRepository,
@@ -71,7 +72,16 @@ class Context:
     async def redrive(self, refs: Sequence[str]) -> int:
         """Publish again every record parked for one of ``refs`` (``user:u-1``,
         ``conversation:c-1``, ``message:m-1``), then unpark them."""
-        parked = await self.parking.waiting_for(refs)
+        return await self.send_back(await self.parking.waiting_for(refs))
+
+    async def redrive_ids(self, ids: Sequence[str]) -> int:
+        """Publish again the parked records with these ids that are still
+        parked, then unpark them; a point read each, no scan."""
+        if not ids:
+            return 0
+        return await self.send_back(await self.parking.load(ids))
+
+    async def send_back(self, parked: Sequence[ParkedRecord]) -> int:
         if not parked:
             return 0
         await self.publish(
@@ -89,7 +99,7 @@ class Context:
             ]
         )
         await self.parking.remove(p.id for p in parked)
-        log.info("parked.redriven", records=len(parked), refs=len(refs))
+        log.info("parked.redriven", records=len(parked))
 
         return len(parked)
 

@@ -9,14 +9,20 @@ announcement, never loses it, because the versions the document reached,
 against those recorded as published, say what is still owed.
 
 A message whose sender or conversation is not stored yet is parked (see
-:mod:`storage.parking`); a receipt that comes before its message is kept on a
-``PENDING`` document and counts once the message arrives.
+:mod:`storage.parking`), and so is a receipt that comes before its message:
+it is named on a ``PENDING`` placeholder document (``held``), and when the
+message itself is stored there, the receipt is re-driven and only then checked
+against the message's conversation. So a stray receipt is refused whichever
+comes first, and one whose message never comes is dead-lettered after the
+parking bound. Finding the held receipts costs nothing extra on the common
+path: the submission's insert fails on the placeholder's key and is read
+back like any conflict.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import structlog
@@ -61,10 +67,23 @@ class Applied:
     """The messages that owe a DTO, in the same order."""
     mismatched: dict[str, str]
     """Events refused for naming another conversation, by event id."""
+    held: dict[str, tuple[MessageState | None, list[Event]]] = field(
+        default_factory=dict
+    )
+    """Receipts of messages not submitted yet, with what is stored of each."""
+
+    def extend(self, other: Applied) -> None:
+        self.states += other.states
+        self.announce += other.announce
+        self.mismatched |= other.mismatched
 
 
 def _message_of(event: Event) -> str:
     return event.id if isinstance(event, MessageSubmitted) else event.message_id
+
+
+def _parked_id(record: Record) -> str:
+    return f"{record.topic}:{record.partition}:{record.offset}"
 
 
 class StatusWorker:
@@ -136,7 +155,7 @@ class StatusWorker:
             ]
         )
         PARKED.inc(len(events))
-        log.info("messages.parked", records=len(events))
+        log.info("records.parked", records=len(events))
 
     async def handle(self, records: Sequence[Record]) -> list[Rejected]:
         events, rejected = self._decode(records)
@@ -168,14 +187,81 @@ class StatusWorker:
             by_message.setdefault(_message_of(event), []).append(event)
 
         applied = await self._apply(by_message, participants)
+        if applied.held:
+            applied.extend(
+                await self._hold(
+                    applied.held, {e.event_id: r for r, e in events}, participants
+                )
+            )
         rejected.extend(
             Rejected(r, applied.mismatched[e.event_id], "ValidationFailed")
             for r, e in events
             if e.event_id in applied.mismatched
         )
         await self._announce(applied.announce)
+        # Receipts that waited for a message now stored go back to their
+        # topic; those already re-driven are no longer parked and are skipped.
+        await self.ctx.redrive_ids(
+            [h for s in applied.states if s.submission is not None for h in s.held]
+        )
 
         return rejected
+
+    async def _hold(
+        self,
+        held: dict[str, tuple[MessageState | None, list[Event]]],
+        record_of: dict[str, Record],
+        participants: dict[str, tuple[str, ...]],
+    ) -> Applied:
+        """Park receipts that came before their message and name them on it.
+
+        The receipts are parked first and then named on the message's
+        placeholder, so that whoever stores the message after that finds
+        them. If the message was stored in between (the placeholder write
+        loses, or finds a submission), they are unparked and applied here.
+        """
+        events = [(record_of[e.event_id], e) for _, evs in held.values() for e in evs]
+        await self._park(
+            events, {e.event_id: [f"message:{_message_of(e)}"] for _, e in events}
+        )
+        ids = {
+            mid: tuple(dict.fromkeys(_parked_id(record_of[e.event_id]) for e in evs))
+            for mid, (_, evs) in held.items()
+        }
+        pending = {mid: before for mid, (before, _) in held.items()}
+        arrived: list[str] = []
+        for _ in range(MAX_RACES + 1):
+            if not pending:
+                break
+            notes: list[MessageState] = []
+            for mid, before in pending.items():
+                if before is not None and before.submission is not None:
+                    arrived.append(mid)
+                    continue
+                state = before or new_state(mid, held[mid][1][0].conversation_id)
+                new = tuple(i for i in ids[mid] if i not in state.held)
+                if new:
+                    notes.append(replace(state, held=(*state.held, *new)))
+            result = await self.ctx.messages.save_many(notes)
+            again = await self.ctx.messages.load_many(
+                result.conflicts, with_published=False
+            )
+            pending = {mid: again.get(mid) for mid in result.conflicts}
+        if pending:
+            raise WriteConflict(
+                f"{len(pending)} messages kept changing under this worker; "
+                "the batch will be retried"
+            )
+        if not arrived:
+            return Applied(states=[], announce=[], mismatched={})
+        applied = await self._apply(
+            {mid: held[mid][1] for mid in arrived}, participants
+        )
+        if applied.held:
+            raise WriteConflict("a stored message lost its submission; retrying")
+        await self.ctx.parking.remove(i for mid in arrived for i in ids[mid])
+
+        return applied
 
     async def _apply(
         self,
@@ -186,6 +272,7 @@ class StatusWorker:
         final: dict[str, MessageState] = {}
         grew: set[str] = set()
         mismatched: dict[str, str] = {}
+        held: dict[str, tuple[MessageState | None, list[Event]]] = {}
         pending = dict(by_message)
         # A submission is nearly always of a message not stored yet: try its
         # insert without reading first. If it exists after all (its receipts
@@ -209,6 +296,12 @@ class StatusWorker:
             reached: dict[str, tuple[int, ...]] = {}
             for message_id, evs in pending.items():
                 before = stored.get(message_id)
+                if not isinstance(evs[0], MessageSubmitted) and (
+                    before is None or before.submission is None
+                ):
+                    # Only receipts, of a message not submitted yet: they wait.
+                    held[message_id] = (before, evs)
+                    continue
                 state = before or new_state(message_id, evs[0].conversation_id)
                 for event in evs:
                     if (
@@ -267,6 +360,7 @@ class StatusWorker:
             states=states,
             announce=[s for s in states if s.id in grew | owed],
             mismatched=mismatched,
+            held=held,
         )
 
     async def _announce(self, states: Sequence[MessageState]) -> None:

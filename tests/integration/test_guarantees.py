@@ -235,9 +235,17 @@ async def test_two_workers_racing_on_a_new_message_leave_one_document(
     ]
     results = await asyncio.gather(workers[0].handle(first), workers[1].handle(second))
     assert [[], []] == list(results)
-    docs = await store.collection("messages").find({}).to_list(None)
-    assert 1 == len(docs)
-    assert "READ" == docs[0]["status"]
+    # Receipts that found no message were parked, and re-driven to their topic
+    # when it was stored; a running pipeline takes them from there.
+    async with Pipeline(settings):
+
+        async def read() -> bool:
+            doc = await store.collection("messages").find_one({"_id": "m1"})
+            return doc is not None and doc["status"] == "READ"
+
+        await eventually(read, 30, "both receipts count")
+    assert 1 == await store.collection("messages").count_documents({})
+    assert 0 == await store.collection("parked").count_documents({})
     for w in workers:
         await w.ctx.producer.stop()
         await w.ctx.store.close()
@@ -352,22 +360,29 @@ async def test_a_receipt_before_its_message_and_an_unknown_sender_both_land(
         )
 
         async def parked() -> bool:
-            return await store.collection("parked").count_documents({}) == 1
+            return await store.collection("parked").count_documents({}) == 2
 
-        await eventually(parked, 30, "the message from the unknown sender is parked")
+        await eventually(
+            parked, 30, "the early receipt and the unknown sender's message are parked"
+        )
         await publish(settings, [Out(t.messages, "c-1", message("m120"))])
         await publish(settings, [Out(t.users, "u-9", user("u-9", "Nine"))])
-        dtos = await read_all(
-            settings,
-            t.client_messages,
-            lambda got: {"m120", "m121"} <= {json.loads(r.value)["id"] for r in got},
-        )
+
+        def landed(got: list[Any]) -> bool:
+            seen = {(d["id"], d["status"]) for d in (json.loads(r.value) for r in got)}
+            return {("m120", "READ"), ("m121", "SENT")} <= seen
+
+        dtos = await read_all(settings, t.client_messages, landed)
     by_id = {MessageDTO.model_validate_json(r.value).id: r for r in dtos}
     late = MessageDTO.model_validate_json(by_id["m121"].value)
     assert ("u-9", "Nine") == (late.sender.id, late.sender.display_name)
-    first = MessageDTO.model_validate_json(by_id["m120"].value)
-    # u-2 had read it before it arrived: the message lands straight at READ.
-    assert "READ" == first.status.value
+    # u-2 had read m120 before it arrived: the receipt counts once it is stored.
+    statuses = [
+        d.status.value
+        for d in (MessageDTO.model_validate_json(r.value) for r in dtos)
+        if d.id == "m120"
+    ]
+    assert "READ" == statuses[-1]
     assert 0 == await store.collection("parked").count_documents({})
 
 
@@ -409,26 +424,46 @@ async def test_dtos_after_a_rename_show_the_new_name(
     )
 
 
-async def test_a_stray_receipt_cannot_claim_a_message_for_another_conversation(
-    settings: Settings, store: Store
+@pytest.mark.parametrize("receipt_first", [True, False])
+async def test_a_stray_receipt_is_refused_whichever_comes_first(
+    settings: Settings, store: Store, receipt_first: bool
 ) -> None:
-    """The message decides its conversation, even after a mis-addressed receipt."""
+    """A receipt naming another conversation is dead-lettered with the reason and
+    counts for nothing, before or after its message arrives."""
     t = settings.topics
+    stray = receipt("m7", "u-2", "READ", "2024-05-01T12:00:02Z", cid="c-x")
     async with Pipeline(settings):
         await directory(settings, store, ["u-1", "u-2"])
-        stray = receipt("m7", "u-2", "DELIVERED", "2024-05-01T12:00:02Z", cid="c-x")
-        await publish(settings, [Out(t.receipts, "c-x", stray)])
+        first, second = (
+            Out(t.receipts, "c-x", stray),
+            Out(t.messages, "c-1", message("m7")),
+        )
+        if not receipt_first:
+            first, second = second, first
+        await publish(settings, [first])
+        if receipt_first:
 
-        async def pending() -> bool:
-            return await store.collection("messages").count_documents({}) == 1
+            async def parked() -> bool:
+                return await store.collection("parked").count_documents({}) == 1
 
-        await eventually(pending, 30, "the receipt left a PENDING document")
-        await publish(settings, [Out(t.messages, "c-1", message("m7"))])
+            await eventually(parked, 30, "the early receipt is parked")
+        await publish(settings, [second])
+        letters = await dead_letters(settings, 1)
         dtos = await read_all(settings, t.client_messages, lambda got: len(got) >= 1)
+    assert stray == letters[0].value
+    reason = dict(letters[0].headers)["courier.dlq.reason"].decode()
+    assert "message m7 belongs to conversation c-1, not c-x" == reason
     doc = await store.collection("messages").find_one({"_id": "m7"})
     assert doc is not None
-    assert ("c-1", "text of m7") == (doc["conversation_id"], doc["content"])
-    assert "c-1" == MessageDTO.model_validate_json(dtos[0].value).conversation.id
+    assert ("c-1", "SENT", []) == (
+        doc["conversation_id"],
+        doc["status"],
+        [p for p in doc["progress"] if p["read"] or p["delivered"]],
+    )
+    assert ["SENT"] == [
+        MessageDTO.model_validate_json(r.value).status.value for r in dtos
+    ]
+    assert 0 == await store.collection("parked").count_documents({})
 
 
 async def test_a_record_waiting_past_the_bound_is_dead_lettered_with_what_is_missing(
@@ -454,3 +489,33 @@ async def test_a_record_waiting_past_the_bound_is_dead_lettered_with_what_is_mis
     assert (original, b"x") == (letters[0].value, headers["trace"])
     assert t.messages.encode() == headers["courier.dlq.topic"]
     assert None is await store.collection("messages").find_one({"_id": "m-orphan"})
+
+
+async def test_a_receipt_whose_message_never_comes_is_dead_lettered_after_the_bound(
+    settings: Settings, store: Store
+) -> None:
+    """A receipt waits for its message no longer than COURIER_PARK_TIMEOUT_S;
+    then it is dead-lettered naming the message, and it counted for nothing."""
+    settings = settings.model_copy(update={"park_timeout_s": 1.0, "park_sweep_s": 0.3})
+    t = settings.topics
+    early = receipt("m-never", "u-2", "READ", "2024-05-01T12:00:09Z")
+    async with Pipeline(settings):
+        await directory(settings, store, ["u-1", "u-2"])
+        await publish(settings, [Out(t.receipts, "c-1", early)])
+        letters = await dead_letters(settings, 1)
+
+        async def unparked() -> bool:
+            return await store.collection("parked").count_documents({}) == 0
+
+        await eventually(unparked, 30, "the parking place is empty again")
+    headers = dict(letters[0].headers)
+    assert "waited 1 s for message:m-never, which never arrived" == (
+        headers["courier.dlq.reason"].decode()
+    )
+    assert (early, t.receipts.encode()) == (
+        letters[0].value,
+        headers["courier.dlq.topic"],
+    )
+    doc = await store.collection("messages").find_one({"_id": "m-never"})
+    assert doc is not None
+    assert ("PENDING", [], None) == (doc["status"], doc["progress"], doc.get("content"))

@@ -40,12 +40,14 @@ def test_a_full_state_round_trips() -> None:
     assert replace(FULL, rev=5) == from_document(doc, FULL.published_version)
 
 
-def test_a_pending_state_without_submission_round_trips() -> None:
-    """A receipts-only state (no submission, recipients unknown) round-trips."""
+def test_a_placeholder_holding_receipts_round_trips() -> None:
+    """A state without submission that names held receipts round-trips, as
+    does one with receipts counted (written before receipts were held)."""
     state = MessageState(
         id="m-2",
         conversation_id="c-1",
         progress={"u-2": Progress(delivered=True)},
+        held=("t.chat.receipts.v1:0:7", "t.chat.receipts.v1:1:3"),
     )
 
     assert replace(state, rev=1) == from_document(to_document(state, 1, "w"))
@@ -72,6 +74,7 @@ def test_document_keys_and_derived_fields() -> None:
         "version": 2,
         "recipients": ["u-2", "u-3"],
         "reached": [1, 2],
+        "held": [],
         "rev": 5,
         "writer": "writer-a",
         "sender_id": "u-1",

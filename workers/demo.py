@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer
 
 from contracts import MessageDTO, encode
 from storage import MessageRepository, ParkingRepository, Store
-from workers.kafka import ensure_topics, make_producer, topic_size
+from workers.kafka import ensure_topics, group_lag, make_producer, topic_size
 from workers.replay import Planned, irc_plan
 from workers.settings import Settings
 
@@ -89,6 +89,7 @@ async def _drain_dtos(
     total = 0
     messages = store.collection("messages")
     repository = MessageRepository(store)
+    parking = ParkingRepository(store)
     try:
         while time.monotonic() < deadline:
             if not alive():
@@ -104,7 +105,11 @@ async def _drain_dtos(
                     held = latest.get(dto.id)
                     if held is None or held["version"] < dto.version:
                         latest[dto.id] = json.loads(record.value)
-            if wanted <= latest.keys() and not await repository.owed():
+            if (
+                wanted <= latest.keys()
+                and not await repository.owed()
+                and not await _receipts_waiting(settings, parking)
+            ):
                 versions = messages.find({}, {"version": 1})
                 stored = {d["_id"]: d["version"] async for d in versions}
                 if all(latest[i]["version"] == stored.get(i) for i in wanted):
@@ -116,6 +121,19 @@ async def _drain_dtos(
         f"{missing} of {len(wanted)} messages still have no DTO; "
         "see the worker log for the reason"
     )
+
+
+async def _receipts_waiting(settings: Settings, parking: ParkingRepository) -> bool:
+    """Whether receipts that came before their message are still parked, or
+    sent back to their topic and not consumed yet (checked in that order)."""
+    if await parking.count():
+        return True
+    rows = await group_lag(
+        settings.kafka_bootstrap_servers,
+        settings.group("status"),
+        settings.topics.receipts,
+    )
+    return any(r.lag for r in rows)
 
 
 async def _wait_directory(

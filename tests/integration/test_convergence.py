@@ -6,7 +6,14 @@ import random
 
 from contracts import MessageDTO
 from storage import MessageRepository, Store
-from tests.integration.harness import Out, Pipeline, eventually, publish, read_all
+from tests.integration.harness import (
+    Out,
+    Pipeline,
+    committed_lag,
+    eventually,
+    publish,
+    read_all,
+)
 from tests.integration.test_guarantees import directory, message, receipt
 from workers.settings import Settings
 
@@ -39,6 +46,14 @@ async def final_state(
         messages = store.collection("messages")
 
         async def settled() -> bool:
+            # Receipts that came before their message are parked, then sent
+            # back to their topic: wait until none is parked and the sent
+            # back ones are consumed, in that order, before the rest.
+            if await store.collection("parked").count_documents({}):
+                return False
+            t = settings.topics
+            if await committed_lag(settings, settings.group("status"), t.receipts):
+                return False
             stored = await messages.count_documents({"content": {"$ne": None}})
             owed = await MessageRepository(store).owed()
             return stored == count and not owed

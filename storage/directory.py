@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 from pymongo.operations import ReplaceOne
 
 from contracts import ConversationUpserted, UserUpserted
-from storage.mongo import Document, Store, bulk_write, find_by_ids
+from storage.mongo import Document, Store, find_by_ids
 
 E = TypeVar("E", UserUpserted, ConversationUpserted)
 
@@ -71,7 +71,7 @@ class _Directory(Generic[E]):
             ]
         else:
             ops = [_guarded_replace(self.to_document(e), e.updated_at) for e in chosen]
-        await bulk_write(self.collection, ops, ignore_duplicates=True)
+        await self.store.bulk_write(self.collection, ops, ignore_duplicates=True)
 
         return chosen
 

@@ -43,7 +43,7 @@ from typing import Any
 from pymongo.operations import InsertOne, UpdateOne
 
 from contracts import MessageType, Progress, Status
-from storage.mongo import Document, Store, WriteOp, bulk_write, find_by_ids, translated
+from storage.mongo import Document, Store, WriteOp, find_by_ids, translated
 from storage.state import MessageState, Submission
 
 _MERGED = frozenset({"_id", "reached", "held"})
@@ -202,7 +202,9 @@ class MessageRepository:
             if merged:
                 update["$addToSet"] = merged
             ops.append(UpdateOne(guard, update))
-        duplicates = await bulk_write(self.collection, ops, ignore_duplicates=False)
+        duplicates = await self.store.bulk_write(
+            self.collection, ops, ignore_duplicates=False
+        )
 
         # An insert that lost shows as a duplicate key. A bulk result counts
         # an update's matches but does not say which op missed, so read back
@@ -246,7 +248,7 @@ class MessageRepository:
         ]
         # Two upserts of a new id can race; the loser's mark is dropped, which
         # at worst repeats a DTO that downstream drops by its version.
-        await bulk_write(self.published, ops, ignore_duplicates=True)
+        await self.store.bulk_write(self.published, ops, ignore_duplicates=True)
 
     async def owed(self) -> list[str]:
         """Ids of submitted messages whose latest DTO is not confirmed yet.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from enum import StrEnum
 from typing import Any
 
@@ -64,36 +64,27 @@ async def translated() -> AsyncIterator[None]:
 
 
 BULK_CHUNK = 50
-"""The most statements Courier sends in one write command.
+"""The most statements Courier sends in one write command to MongoDB.
 
-FerretDB v1.24 on SQLite stopped answering (until restarted) an update
-command of 100 or more statements in our tests, while 90 went through, so
-every bulk write is cut into commands of at most 50. pymongo itself splits
-only at the server's limit of 100,000, which MongoDB takes in its stride.
+pymongo itself splits only at the server's limit of 100,000; smaller
+commands keep one slow batch from holding a connection for long.
 """
 
+FERRET_CHUNK = 10
+FERRET_WRITES_IN_FLIGHT = 2
+"""Statements per write command, and write commands in flight per process,
+on FerretDB.
 
-async def bulk_write(
-    collection: AsyncCollection[Document],
-    ops: Sequence[WriteOp],
-    *,
-    ignore_duplicates: bool,
-    chunk: int = BULK_CHUNK,
-) -> set[int]:
-    """Run ``ops`` unordered; return the indexes that hit a duplicate key.
-
-    FerretDB v1 ignores ``ordered=False`` and stops at the first error, so the
-    ops after an error are sent again. Every op Courier sends is idempotent
-    (guarded by ``_id``, a revision or a timestamp), so re-sending one that
-    did run is harmless on a store that did carry on.
-    """
-    duplicates: set[int] = set()
-    for first in range(0, len(ops), chunk):
-        part = ops[first : first + chunk]
-        found = await _bulk_part(collection, part, ignore_duplicates)
-        duplicates.update(first + i for i in found)
-
-    return duplicates
+FerretDB v1.24 (``handler.updateDocument``) keeps the query of every
+statement of an update command open until the whole command is done, each
+on one of the 100 connections of its SQLite pool, and every statement then
+needs one more connection for its transaction. Once the matched statements
+of the commands in flight reach 100, every one of them waits for a
+connection that none will give back: the server stops answering until it
+is restarted (a goroutine dump showed two commands of 50 holding all 100).
+A single command of 100 statements does it alone. So on FerretDB a process
+keeps at most 2 x 10 such queries open; 4 processes stay well under 100.
+"""
 
 
 async def _bulk_part(
@@ -178,6 +169,8 @@ class Store:
         self.client = client
         self.db: AsyncDatabase[Document] = client[database]
         self._lookup = lookup
+        self.write_chunk = BULK_CHUNK
+        self._write_gate: asyncio.Semaphore | None = None
         self.guarded_writes = True
         """Whether conditional writes may filter on more than ``_id``.
 
@@ -216,6 +209,31 @@ class Store:
     def collection(self, name: str) -> AsyncCollection[Document]:
         return self.db[name]
 
+    async def bulk_write(
+        self,
+        collection: AsyncCollection[Document],
+        ops: Sequence[WriteOp],
+        *,
+        ignore_duplicates: bool,
+    ) -> set[int]:
+        """Run ``ops`` unordered; return the indexes that hit a duplicate key.
+
+        The ops go in commands this store can take (see
+        :data:`FERRET_CHUNK`), at most that many commands in flight. FerretDB
+        v1 ignores ``ordered=False`` and stops at the first error, so the
+        ops after an error are sent again. Every op Courier sends is
+        idempotent (guarded by ``_id``, a revision or a timestamp), so
+        re-sending one that did run is harmless on a store that did carry on.
+        """
+        duplicates: set[int] = set()
+        for first in range(0, len(ops), self.write_chunk):
+            part = ops[first : first + self.write_chunk]
+            async with self._write_gate or nullcontext():
+                found = await _bulk_part(collection, part, ignore_duplicates)
+            duplicates.update(first + i for i in found)
+
+        return duplicates
+
     async def ping(self) -> None:
         """Raise :class:`StoreUnavailable` unless the store answers."""
         async with translated():
@@ -227,6 +245,9 @@ class Store:
             info = await self.db.command("buildInfo")
         ferret = any(k.startswith("ferretdb") for k in info)
         self.guarded_writes = not ferret
+        if ferret:
+            self.write_chunk = FERRET_CHUNK
+            self._write_gate = asyncio.Semaphore(FERRET_WRITES_IN_FLIGHT)
         if self._lookup is None:
             self._lookup = Lookup.POINT if ferret else Lookup.IN
 

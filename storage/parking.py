@@ -22,7 +22,6 @@ from storage.mongo import (
     Document,
     Store,
     WriteOp,
-    bulk_write,
     find_by_ids,
     translated,
 )
@@ -98,7 +97,7 @@ class ParkingRepository:
         ops: list[WriteOp] = [
             ReplaceOne({"_id": r.id}, _doc(r), upsert=True) for r in records
         ]
-        await bulk_write(self.collection, ops, ignore_duplicates=True)
+        await self.store.bulk_write(self.collection, ops, ignore_duplicates=True)
 
     async def load(self, ids: Iterable[str]) -> list[ParkedRecord]:
         """The parked records with these ids that are still parked."""
@@ -132,4 +131,4 @@ class ParkingRepository:
         """Unpark these records; one delete by ``_id`` each, as FerretDB v1
         would scan the whole place for an ``$in``."""
         ops: list[WriteOp] = [DeleteOne({"_id": i}) for i in dict.fromkeys(ids)]
-        await bulk_write(self.collection, ops, ignore_duplicates=False)
+        await self.store.bulk_write(self.collection, ops, ignore_duplicates=False)

@@ -6,9 +6,14 @@ import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime
 
+from pymongo import AsyncMongoClient, monitoring
+from pymongo.operations import UpdateOne
+
 from contracts import MessageType, Progress, Status
 from storage import MessageRepository, Store
+from storage.mongo import FERRET_CHUNK, FERRET_WRITES_IN_FLIGHT, Document, WriteOp
 from storage.state import MessageState, Submission
+from workers.settings import Settings
 
 ROUNDS = 40
 HEIGHTS = (Status.SENT, Status.DELIVERED, Status.READ)
@@ -80,3 +85,63 @@ async def test_owed_names_exactly_the_messages_with_a_dto_outstanding(
     await repo.save_many([MessageState(id="m-9", conversation_id="c-1")])
 
     assert ["m-1", "m-2"] == await repo.owed()
+
+
+class UpdatesInFlight(monitoring.CommandListener):
+    """Counts the update commands a client has in flight, and their size."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.most = 0
+        self.largest = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "update":
+            self.now += 1
+            self.most = max(self.most, self.now)
+            self.largest = max(self.largest, len(event.command["updates"]))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        if event.command_name == "update":
+            self.now -= 1
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        if event.command_name == "update":
+            self.now -= 1
+
+
+async def test_many_update_batches_at_once_never_stall_the_store(
+    settings: Settings, store: Store
+) -> None:
+    """Six batches of 150 updates of stored documents, all at once, finish.
+
+    FerretDB v1 holds a pooled connection for every matched statement of an
+    update command until the command ends; 100 such statements in flight
+    stall it for good. Courier's store sends at most FERRET_CHUNK statements
+    a command and FERRET_WRITES_IN_FLIGHT commands at once there."""
+    watch = UpdatesInFlight()
+    client: AsyncMongoClient[Document] = AsyncMongoClient(
+        settings.mongodb_uri.get_secret_value(), event_listeners=[watch]
+    )
+    mine = Store(client, settings.mongodb_database)
+    await mine.detect()
+    col = mine.collection("counters")
+    await col.insert_many([{"_id": f"d-{i}", "n": 0} for i in range(400)])
+
+    async def batch(k: int) -> None:
+        ops: list[WriteOp] = [
+            UpdateOne({"_id": f"d-{i}"}, {"$inc": {"n": 1}})
+            for i in range(k * 50, k * 50 + 150)
+        ]
+        await mine.bulk_write(col, ops, ignore_duplicates=False)
+
+    try:
+        await asyncio.wait_for(asyncio.gather(*(batch(k) for k in range(6))), 120)
+        total = sum([d["n"] async for d in col.find({})])
+    finally:
+        await client.close()
+
+    assert 6 * 150 == total
+    if not mine.guarded_writes:  # FerretDB
+        assert watch.most <= FERRET_WRITES_IN_FLIGHT
+        assert watch.largest <= FERRET_CHUNK

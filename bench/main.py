@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,9 +183,18 @@ async def drop_all(settings: Settings, variants: list[Variant]) -> None:
         if v.dtos is not None:
             await v.dtos.stop()
     store = Store.connect(settings.mongodb_uri.get_secret_value(), "admin")
-    for v in variants:
-        await store.client.drop_database(v.settings.mongodb_database)
-    await store.close()
+    try:
+        for v in variants:
+            await store.client.drop_database(v.settings.mongodb_database)
+    except Exception as error:
+        # Clean-up after a failure must not hide the failure itself.
+        print(
+            f"bench: could not drop the run's databases ({type(error).__name__}); "
+            "they are named after the run's topic prefix",
+            file=sys.stderr,
+        )
+    finally:
+        await store.close()
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
     try:
@@ -295,9 +305,6 @@ async def run(config: Config, out: Say = say) -> dict[str, Any]:
             await check_store(v)
             check_dtos(v, conversation_order(scaled))
     finally:
-        for v in variants:
-            if v.workers is not None:
-                v.workers.stop()
         await drop_all(base, variants)
 
     problems = [p for v in variants for p in v.problems]

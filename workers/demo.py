@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer
 
 from contracts import MessageDTO, encode
 from storage import MessageRepository, ParkingRepository, Store
-from workers.kafka import ensure_topics, group_lag, make_producer, topic_size
+from workers.kafka import Outgoing, ensure_topics, group_lag, producing, topic_size
 from workers.replay import Planned, irc_plan
 from workers.settings import Settings
 
@@ -43,29 +43,23 @@ async def publish(
     settings: Settings, records: list[Planned], progress: Any | None = None
 ) -> Counter[str]:
     """Publish records in order and wait for the broker's acks."""
-    producer = make_producer(
-        settings.kafka_bootstrap_servers, client_id="courier-replay"
-    )
-    await producer.start()
-    counts: Counter[str] = Counter()
-    try:
-        pending = []
-        for index, item in enumerate(records):
-            pending.append(
-                await producer.send(
-                    item.topic, value=encode(item.event), key=item.key.encode()
-                )
+    async with producing(settings.kafka_bootstrap_servers, "courier-replay") as out:
+        for first in range(0, len(records), 1000):
+            chunk = records[first : first + 1000]
+            await out.send_all(
+                [
+                    Outgoing(
+                        topic=item.topic,
+                        key=item.key.encode(),
+                        value=encode(item.event),
+                    )
+                    for item in chunk
+                ]
             )
-            counts[item.topic] += 1
-            if len(pending) >= 1000 or index == len(records) - 1:
-                await asyncio.gather(*pending)
-                if progress is not None:
-                    progress(len(pending))
-                pending = []
-    finally:
-        await producer.stop()
+            if progress is not None:
+                progress(len(chunk))
 
-    return counts
+    return Counter(item.topic for item in records)
 
 
 async def _drain_dtos(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer
 
-from workers.kafka import Headers, make_producer, partitions_of
+from workers.kafka import Headers, Outgoing, partitions_of, producing
 
 PREFIX = "courier.dlq."
 REPLAYED = "courier.replayed_from_dlq"
@@ -84,24 +84,20 @@ async def read_dead_letters(bootstrap: str, topic: str) -> list[DeadLetter]:
 
 async def replay(bootstrap: str, letters: list[DeadLetter]) -> int:
     """Publish each dead letter again to its original topic, as it arrived."""
-    producer = make_producer(bootstrap, client_id="courier-dlq-replay")
-    await producer.start()
-    try:
-        futures = [
-            await producer.send(
-                letter.meta("topic"),
-                value=letter.value,
-                key=letter.key,
-                headers=[
-                    *letter.original_headers(),
-                    (REPLAYED, letter.ref.encode()),
-                ],
-            )
-            for letter in letters
-        ]
-        for future in futures:
-            await future
-    finally:
-        await producer.stop()
+    async with producing(bootstrap, "courier-dlq-replay") as producer:
+        await producer.send_all(
+            [
+                Outgoing(
+                    topic=letter.meta("topic"),
+                    key=letter.key,
+                    value=letter.value,
+                    headers=(
+                        *letter.original_headers(),
+                        (REPLAYED, letter.ref.encode()),
+                    ),
+                )
+                for letter in letters
+            ]
+        )
 
     return len(letters)

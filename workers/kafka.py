@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -208,6 +208,17 @@ class SharedProducer:
         with contextlib.suppress(Exception):
             # Its stuck batches can never be acknowledged: do not wait long.
             await asyncio.wait_for(old.stop(), timeout=5.0)
+
+
+@contextlib.asynccontextmanager
+async def producing(bootstrap: str, client_id: str) -> AsyncIterator[SharedProducer]:
+    """A started :class:`SharedProducer` for a command's lifetime, stopped after."""
+    producer = SharedProducer(lambda: make_producer(bootstrap, client_id=client_id))
+    await producer.start()
+    try:
+        yield producer
+    finally:
+        await producer.stop()
 
 
 async def commit(

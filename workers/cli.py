@@ -388,7 +388,8 @@ def _show(
         typer.echo(json.dumps(meta, indent=2, ensure_ascii=False))
     try:
         typer.echo(json.dumps(json.loads(value or b""), indent=2, ensure_ascii=False))
-    except ValueError:
+    except (ValueError, RecursionError):
+        # Not JSON, or nested deeper than Python's json can go: show the bytes.
         typer.echo(repr(value))
 
 

@@ -406,11 +406,15 @@ async def partitions_of(
     admin = _admin(bootstrap, timeout_ms)
     try:
         await admin.start()
-        if topic not in set(await admin.list_topics()):
-            raise TopicsMissing([topic])
-        described = await admin.describe_topics([topic])
+        return await _described(admin, topic)
     finally:
         await admin.close()
+
+
+async def _described(admin: AIOKafkaAdminClient, topic: str) -> list[TopicPartition]:
+    if topic not in set(await admin.list_topics()):
+        raise TopicsMissing([topic])
+    described = await admin.describe_topics([topic])
     found = [t for t in described if t.get("topic") == topic and not t["error_code"]]
     if not found:
         raise TopicsMissing([topic])
@@ -446,33 +450,72 @@ class PartitionLag:
         return self.end - self.committed
 
 
+class LagReader:
+    """An admin client and a consumer kept open for repeated lag readings.
+
+    The clients start on the first reading and are dropped after a failed
+    one, to start afresh on the next. Do not cancel a reading from outside:
+    aiokafka (0.14) leaks its bootstrap connection when cancelled while it
+    starts; each request gives up after ``timeout_ms`` instead.
+    """
+
+    def __init__(self, bootstrap: str, timeout_ms: int = 40_000) -> None:
+        self.bootstrap = bootstrap
+        self.timeout_ms = timeout_ms
+        self._clients: tuple[AIOKafkaAdminClient, AIOKafkaConsumer] | None = None
+
+    async def _open(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
+        if self._clients is None:
+            admin = _admin(self.bootstrap, self.timeout_ms)
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap,
+                group_id=None,
+                request_timeout_ms=self.timeout_ms,
+            )
+            try:
+                await admin.start()
+                await consumer.start()
+            except BaseException:
+                await consumer.stop()
+                await admin.close()
+                raise
+            self._clients = (admin, consumer)
+
+        return self._clients
+
+    async def lag(self, group: str, topic: str) -> list[PartitionLag]:
+        """The group's committed offset against the end, per partition of
+        ``topic``. A partition the group never committed counts from 0."""
+        admin, consumer = await self._open()
+        try:
+            tps = await _described(admin, topic)
+            committed = await admin.list_consumer_group_offsets(group)
+            ends = await consumer.end_offsets(tps)
+        except Exception:
+            await self.close()
+            raise
+        rows = []
+        for tp in tps:
+            meta = committed.get(tp)
+            done = meta.offset if meta is not None and meta.offset >= 0 else 0
+            rows.append(PartitionLag(tp.topic, tp.partition, done, ends[tp]))
+
+        return rows
+
+    async def close(self) -> None:
+        if self._clients is not None:
+            admin, consumer = self._clients
+            self._clients = None
+            await consumer.stop()
+            await admin.close()
+
+
 async def group_lag(
     bootstrap: str, group: str, topic: str, timeout_ms: int = 40_000
 ) -> list[PartitionLag]:
-    """The group's committed offset against the end, per partition of ``topic``.
-
-    A partition the group never committed counts from offset 0. Each request
-    gives up after ``timeout_ms``. Do not cancel this from outside: aiokafka
-    (0.14) leaks its bootstrap connection when cancelled while starting.
-    """
-    tps = await partitions_of(bootstrap, topic, timeout_ms)
-    admin = _admin(bootstrap, timeout_ms)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, request_timeout_ms=timeout_ms
-    )
-    # Both close even if a start fails.
+    """One reading of :class:`LagReader`, with clients of its own."""
+    reader = LagReader(bootstrap, timeout_ms)
     try:
-        await admin.start()
-        await consumer.start()
-        committed = await admin.list_consumer_group_offsets(group)
-        ends = await consumer.end_offsets(tps)
+        return await reader.lag(group, topic)
     finally:
-        await consumer.stop()
-        await admin.close()
-    rows = []
-    for tp in tps:
-        meta = committed.get(tp)
-        done = meta.offset if meta is not None and meta.offset >= 0 else 0
-        rows.append(PartitionLag(tp.topic, tp.partition, done, ends[tp]))
-
-    return rows
+        await reader.close()

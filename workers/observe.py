@@ -24,7 +24,7 @@ import prometheus_client
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from workers.kafka import group_lag
+from workers.kafka import LagReader
 
 log = structlog.get_logger("courier.observe")
 
@@ -113,7 +113,7 @@ class Health:
 
 
 async def refresh_lag(
-    bootstrap: str,
+    reader: LagReader,
     targets: Sequence[tuple[str, str]],
     stopping: asyncio.Event | None = None,
 ) -> None:
@@ -128,7 +128,7 @@ async def refresh_lag(
         if stopping is not None and stopping.is_set():
             break
         try:
-            rows = await group_lag(bootstrap, group, topic, LAG_TIMEOUT_MS)
+            rows = await reader.lag(group, topic)
         except Exception as caught:
             LAG_ERRORS.inc()
             failed.append(topic)
@@ -152,13 +152,18 @@ async def watch_lag(
 ) -> None:
     """Refresh the lag gauge now and then every ``every_s`` seconds.
 
-    Returns soon after ``stopping`` is set. It is not cancelled: a Kafka
-    client cancelled while it connects leaves a socket open.
+    One admin client and one consumer serve every reading. Returns soon
+    after ``stopping`` is set; it is not cancelled, because a Kafka client
+    cancelled while it connects leaves a socket open.
     """
-    while not stopping.is_set():
-        await refresh_lag(bootstrap, targets, stopping)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), every_s)
+    reader = LagReader(bootstrap, LAG_TIMEOUT_MS)
+    try:
+        while not stopping.is_set():
+            await refresh_lag(reader, targets, stopping)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), every_s)
+    finally:
+        await reader.close()
 
 
 def _app(health: Health) -> Callable[[Environ, StartResponse], Iterable[bytes]]:

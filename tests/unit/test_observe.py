@@ -8,6 +8,7 @@ import socket
 import pytest
 
 from workers import observe
+from workers.kafka import LagReader
 
 
 def closed_port() -> int:
@@ -27,9 +28,9 @@ async def test_a_lag_reading_that_fails_is_counted_and_logged_not_raised(
     """No broker answers: the refresh returns, counts the failure, logs once."""
     before = value("courier_consumer_lag_errors_total")
 
-    await observe.refresh_lag(
-        f"127.0.0.1:{closed_port()}", [("g", "t.one"), ("g", "t.two")]
-    )
+    reader = LagReader(f"127.0.0.1:{closed_port()}", 2000)
+    await observe.refresh_lag(reader, [("g", "t.one"), ("g", "t.two")])
+    await reader.close()
 
     assert 2 == value("courier_consumer_lag_errors_total") - before
     out, err = capfd.readouterr()

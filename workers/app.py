@@ -289,7 +289,12 @@ class Process:
         log.info("process.stopped", workers=self.names)
 
     async def _sweep_parked(self) -> None:
-        """Dead-letter records that waited longer than the bound."""
+        """Dead-letter records that waited longer than the bound.
+
+        A record whose every missing entity is stored by now is re-driven
+        instead: a worker that crashed between parking it and noting it
+        (or between storing the entity and re-driving) left it behind.
+        """
         s = self.settings
         assert self.ctx is not None
         runner = self.runners["status"]
@@ -298,6 +303,11 @@ class Process:
             try:
                 limit = datetime.now(UTC) - timedelta(seconds=s.park_timeout_s)
                 expired = await self.ctx.parking.older_than(limit)
+                if not expired:
+                    continue
+                here = await self.ctx.stored(r for p in expired for r in p.missing)
+                await self.ctx.send_back([p for p in expired if set(p.missing) <= here])
+                expired = [p for p in expired if not set(p.missing) <= here]
                 if not expired:
                     continue
                 await runner.dead_letter(
@@ -313,7 +323,8 @@ class Process:
                                 timestamp_ms=p.timestamp_ms,
                             ),
                             f"waited {s.park_timeout_s:g} s for "
-                            f"{', '.join(p.missing)}, which never arrived",
+                            f"{', '.join(m for m in p.missing if m not in here)}, "
+                            "which never arrived",
                             "MissingReference",
                         )
                         for p in expired

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -102,6 +102,24 @@ class Context:
         log.info("parked.redriven", records=len(parked))
 
         return len(parked)
+
+    async def stored(self, refs: Iterable[str]) -> set[str]:
+        """Which of ``refs`` (``user:u-1``, ``conversation:c-1``,
+        ``message:m-1``) are stored now; a message counts once submitted."""
+        ids: dict[str, list[str]] = {"user": [], "conversation": [], "message": []}
+        for ref in dict.fromkeys(refs):
+            kind, _, key = ref.partition(":")
+            if kind in ids:
+                ids[kind].append(key)
+        users = await self.users.get_many(ids["user"])
+        conversations = await self.conversations.get_many(ids["conversation"])
+        messages = await self.messages.load_many(ids["message"], with_published=False)
+
+        return (
+            {f"user:{i}" for i in users}
+            | {f"conversation:{i}" for i in conversations}
+            | {f"message:{i}" for i, m in messages.items() if m.submission is not None}
+        )
 
     async def publish(self, records: Sequence[Outgoing]) -> None:
         """Send in order and wait until the broker has acknowledged every one."""

@@ -23,7 +23,13 @@ from tests.integration.harness import (
     store_for,
 )
 from workers.context import Context
-from workers.kafka import Record, SharedProducer, ensure_topics, make_producer
+from workers.kafka import (
+    Record,
+    SharedProducer,
+    ensure_topics,
+    make_producer,
+    topic_size,
+)
 from workers.settings import Settings
 from workers.status import StatusWorker
 
@@ -519,3 +525,48 @@ async def test_a_receipt_whose_message_never_comes_is_dead_lettered_after_the_bo
     doc = await store.collection("messages").find_one({"_id": "m-never"})
     assert doc is not None
     assert ("PENDING", [], None) == (doc["status"], doc["progress"], doc.get("content"))
+
+
+async def test_a_receipt_stranded_by_a_crash_is_re_driven_not_dead_lettered(
+    settings: Settings, store: Store
+) -> None:
+    """A worker killed between parking a receipt and naming it on its
+    message leaves it parked while the message is stored without it; at the
+    bound the sweep finds the message stored and re-drives the receipt."""
+    from storage import ParkedRecord, ParkingRepository
+
+    settings = settings.model_copy(update={"park_timeout_s": 1.0, "park_sweep_s": 0.3})
+    t = settings.topics
+    early = receipt("m-s", "u-2", "READ", "2024-05-01T12:00:09Z")
+    async with Pipeline(settings):
+        await directory(settings, store, ["u-1", "u-2"])
+        await publish(settings, [Out(t.messages, "c-1", message("m-s"))])
+
+        async def sent() -> bool:
+            doc = await store.collection("messages").find_one({"_id": "m-s"})
+            return doc is not None and doc["status"] == "SENT"
+
+        await eventually(sent, 30, "the message is stored")
+        # What the crashed worker left: the receipt parked, named nowhere.
+        await ParkingRepository(store).park(
+            [
+                ParkedRecord(
+                    topic=t.receipts,
+                    partition=0,
+                    offset=0,
+                    key=b"c-1",
+                    value=early,
+                    headers=(),
+                    missing=("message:m-s",),
+                    parked_at=datetime.now(UTC),
+                )
+            ]
+        )
+
+        async def read() -> bool:
+            doc = await store.collection("messages").find_one({"_id": "m-s"})
+            return doc is not None and doc["status"] == "READ"
+
+        await eventually(read, 30, "the stranded receipt counts")
+        assert 0 == await store.collection("parked").count_documents({})
+    assert 0 == await topic_size(settings.kafka_bootstrap_servers, t.dlq)

@@ -16,10 +16,13 @@ What the repository promises:
   ``$max`` on ``version`` still makes the status height only rise. Inserts
   still race safely (the loser gets a duplicate key and re-reads), and the
   status fields of a message have one writer at a time because its events
-  share a key and so a partition; two status writers could only overlap on
-  one message while a rebalance moves that partition. The read-back below
-  still reports a write that another writer overwrote. Real MongoDB gets the
-  full guard.
+  share a key and so a partition number, which the status worker's range
+  assignor gives to one process for both its topics; two status writers
+  could only overlap on one message while a rebalance moves that partition.
+  :meth:`MessageRepository.hold` touches only ``held`` and the writer token,
+  so naming a held receipt never writes stale fields over a stored message.
+  The read-back below still reports a write that another writer overwrote.
+  Real MongoDB gets the full guard.
 * **One writer per document.** Only the status worker writes a message
   document; only the enrichment worker writes the ``published`` document
   that says which DTOs of it are out. FerretDB v1 runs an update as a read
@@ -44,7 +47,7 @@ from pymongo.operations import InsertOne, UpdateOne
 
 from contracts import MessageType, Progress, Status
 from storage.mongo import Document, Store, WriteOp, find_by_ids, translated
-from storage.state import MessageState, Submission
+from storage.state import MessageState, Submission, new_state
 
 _MERGED = frozenset({"_id", "reached", "held"})
 """Fields a status update merges rather than overwrites."""
@@ -213,7 +216,7 @@ class MessageRepository:
             self.collection,
             [s.id for s in states if s.rev > 0],
             self.store.lookup,
-            projection={"rev": 1, "writer": 1},
+            projection={"rev": 1, "writer": 1, "held": 1},
         )
         saved: list[MessageState] = []
         conflicts: list[str] = []
@@ -227,12 +230,61 @@ class MessageRepository:
                     and found.get("writer") == writer
                     and found.get("rev") == state.rev + 1
                 )
-            if won:
+            if won and state.rev > 0:
+                # Another worker may have named more held receipts meanwhile
+                # (merged, not overwritten): report the stored list.
+                held = tuple(stored[state.id].get("held", state.held))
+                saved.append(replace(state, rev=state.rev + 1, held=held))
+            elif won:
                 saved.append(replace(state, rev=state.rev + 1))
             else:
                 conflicts.append(state.id)
 
         return SaveResult(saved=saved, conflicts=conflicts)
+
+    async def hold(
+        self, held: Mapping[str, tuple[str, Sequence[str]]]
+    ) -> dict[str, MessageState]:
+        """Name parked receipts on their messages, and return each as stored.
+
+        ``held`` maps a message id to the conversation its receipts name and
+        the ids of their parked records. Where no document exists a PENDING
+        placeholder is inserted; where one does, only ``held`` (added to) and
+        the writer token change, so a message stored meanwhile by another
+        worker keeps everything it wrote, and that worker's read-back sees
+        the token and applies its events again. The caller checks the
+        returned states: one with a submission was stored in between.
+        """
+        if not held:
+            return {}
+        writer = uuid.uuid4().hex
+        ops: list[WriteOp] = []
+        for message_id, (conversation_id, ids) in held.items():
+            placeholder = to_document(new_state(message_id, conversation_id), 1, writer)
+            for merged in ("_id", "held", "writer"):
+                del placeholder[merged]
+            ops.append(
+                UpdateOne(
+                    {"_id": message_id},
+                    {
+                        "$addToSet": {"held": {"$each": list(ids)}},
+                        "$set": {"writer": writer},
+                        "$setOnInsert": placeholder,
+                    },
+                    upsert=True,
+                )
+            )
+        # Two upserts of one new id can race; the loser's op runs again and
+        # then finds the document.
+        lost = await self.store.bulk_write(
+            self.collection, ops, ignore_duplicates=False
+        )
+        if lost:
+            await self.store.bulk_write(
+                self.collection, [ops[i] for i in sorted(lost)], ignore_duplicates=False
+            )
+
+        return await self.load_many(held, with_published=False)
 
     async def published_of(self, ids: Sequence[str]) -> dict[str, int]:
         """The highest published version of each of ``ids`` that has one."""

@@ -67,10 +67,8 @@ class Applied:
     """The messages that owe a DTO, in the same order."""
     mismatched: dict[str, str]
     """Events refused for naming another conversation, by event id."""
-    held: dict[str, tuple[MessageState | None, list[Event]]] = field(
-        default_factory=dict
-    )
-    """Receipts of messages not submitted yet, with what is stored of each."""
+    held: dict[str, list[Event]] = field(default_factory=dict)
+    """Receipts of messages not submitted yet, by message."""
 
     def extend(self, other: Applied) -> None:
         self.states += other.states
@@ -190,7 +188,7 @@ class StatusWorker:
         if applied.held:
             applied.extend(
                 await self._hold(
-                    applied.held, {e.event_id: r for r, e in events}, participants
+                    applied.held, {id(e): r for r, e in events}, participants
                 )
             )
         rejected.extend(
@@ -209,54 +207,34 @@ class StatusWorker:
 
     async def _hold(
         self,
-        held: dict[str, tuple[MessageState | None, list[Event]]],
-        record_of: dict[str, Record],
+        held: dict[str, list[Event]],
+        record_of: dict[int, Record],
         participants: dict[str, tuple[str, ...]],
     ) -> Applied:
         """Park receipts that came before their message and name them on it.
 
         The receipts are parked first and then named on the message's
         placeholder, so that whoever stores the message after that finds
-        them. If the message was stored in between (the placeholder write
-        loses, or finds a submission), they are unparked and applied here.
+        them. If the message was stored in between (the placeholder shows a
+        submission), they are unparked and applied here instead.
         """
-        events = [(record_of[e.event_id], e) for _, evs in held.values() for e in evs]
+        events = [(record_of[id(e)], e) for evs in held.values() for e in evs]
         await self._park(
             events, {e.event_id: [f"message:{_message_of(e)}"] for _, e in events}
         )
         ids = {
-            mid: tuple(dict.fromkeys(_parked_id(record_of[e.event_id]) for e in evs))
-            for mid, (_, evs) in held.items()
+            mid: tuple(dict.fromkeys(_parked_id(record_of[id(e)]) for e in evs))
+            for mid, evs in held.items()
         }
-        pending = {mid: before for mid, (before, _) in held.items()}
-        arrived: list[str] = []
-        for _ in range(MAX_RACES + 1):
-            if not pending:
-                break
-            notes: list[MessageState] = []
-            for mid, before in pending.items():
-                if before is not None and before.submission is not None:
-                    arrived.append(mid)
-                    continue
-                state = before or new_state(mid, held[mid][1][0].conversation_id)
-                new = tuple(i for i in ids[mid] if i not in state.held)
-                if new:
-                    notes.append(replace(state, held=(*state.held, *new)))
-            result = await self.ctx.messages.save_many(notes)
-            again = await self.ctx.messages.load_many(
-                result.conflicts, with_published=False
-            )
-            pending = {mid: again.get(mid) for mid in result.conflicts}
-        if pending:
-            raise WriteConflict(
-                f"{len(pending)} messages kept changing under this worker; "
-                "the batch will be retried"
-            )
+        stored = await self.ctx.messages.hold(
+            {mid: (evs[0].conversation_id, ids[mid]) for mid, evs in held.items()}
+        )
+        if set(held) - set(stored):
+            raise WriteConflict("a placeholder was not found after its write; retrying")
+        arrived = [mid for mid in held if stored[mid].submission is not None]
         if not arrived:
             return Applied(states=[], announce=[], mismatched={})
-        applied = await self._apply(
-            {mid: held[mid][1] for mid in arrived}, participants
-        )
+        applied = await self._apply({mid: held[mid] for mid in arrived}, participants)
         if applied.held:
             raise WriteConflict("a stored message lost its submission; retrying")
         await self.ctx.parking.remove(i for mid in arrived for i in ids[mid])
@@ -272,7 +250,7 @@ class StatusWorker:
         final: dict[str, MessageState] = {}
         grew: set[str] = set()
         mismatched: dict[str, str] = {}
-        held: dict[str, tuple[MessageState | None, list[Event]]] = {}
+        held: dict[str, list[Event]] = {}
         pending = dict(by_message)
         # A submission is nearly always of a message not stored yet: try its
         # insert without reading first. If it exists after all (its receipts
@@ -300,7 +278,7 @@ class StatusWorker:
                     before is None or before.submission is None
                 ):
                     # Only receipts, of a message not submitted yet: they wait.
-                    held[message_id] = (before, evs)
+                    held[message_id] = evs
                     continue
                 state = before or new_state(message_id, evs[0].conversation_id)
                 for event in evs:

@@ -524,7 +524,12 @@ async def test_a_receipt_whose_message_never_comes_is_dead_lettered_after_the_bo
     )
     doc = await store.collection("messages").find_one({"_id": "m-never"})
     assert doc is not None
-    assert ("PENDING", [], None) == (doc["status"], doc["progress"], doc.get("content"))
+    # FerretDB v1 leaves the placeholder's empty fields out on insert.
+    assert ("PENDING", [], None) == (
+        doc["status"],
+        doc.get("progress", []),
+        doc.get("content"),
+    )
 
 
 async def test_a_receipt_stranded_by_a_crash_is_re_driven_not_dead_lettered(

@@ -145,3 +145,33 @@ async def test_many_update_batches_at_once_never_stall_the_store(
     if not mine.guarded_writes:  # FerretDB
         assert watch.most <= FERRET_WRITES_IN_FLIGHT
         assert watch.largest <= FERRET_CHUNK
+
+
+async def test_naming_a_held_receipt_never_overwrites_a_stored_message(
+    store: Store,
+) -> None:
+    """A worker that read a placeholder and names a receipt on it after
+    another worker stored the message changes only ``held``: the stored
+    submission, status and progress stay, and the returned state shows the
+    message arrived. A new id gets a PENDING placeholder."""
+    repo = MessageRepository(store)
+    state = replace(submitted(1), progress={"u-2": Progress(delivered=True)})
+    assert [] == (await repo.save_many([state], {state.id: (1,)})).conflicts
+    before = await store.collection("messages").find_one({"_id": state.id})
+
+    got = await repo.hold(
+        {state.id: ("c-1", ("t.r:0:5",)), "m-new": ("c-1", ("t.r:0:6",))}
+    )
+
+    after = await store.collection("messages").find_one({"_id": state.id})
+    assert before is not None
+    assert after is not None
+    untouched = {k: v for k, v in before.items() if k not in ("held", "writer")}
+    assert untouched == {k: v for k, v in after.items() if k not in ("held", "writer")}
+    assert ["t.r:0:5"] == after["held"]
+    assert got[state.id].submission is not None
+    assert (None, Status.PENDING, ("t.r:0:6",)) == (
+        got["m-new"].submission,
+        got["m-new"].status,
+        got["m-new"].held,
+    )

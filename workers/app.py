@@ -16,6 +16,8 @@ from importlib.metadata import version
 from wsgiref.simple_server import WSGIServer
 
 import structlog
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -114,6 +116,14 @@ class Process:
             max_partition_fetch_bytes=s.fetch_partition_bytes,
             ack_policy=AckPolicy.MANUAL,
             auto_offset_reset="earliest",
+            # Range deals each topic out alike, so partition k of both of a
+            # worker's topics goes to one member: a message and its receipts
+            # (same key) have one writer. Round-robin stays listed so that a
+            # group of members from before this change can still agree.
+            partition_assignment_strategy=(
+                RangePartitionAssignor,
+                RoundRobinPartitionAssignor,
+            ),
             parser=lenient_parser,
             decoder=raw_decoder,
             title=f"courier.{name}",

@@ -15,6 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from storage import Store
 from tests.integration.harness import (
     Out,
+    Pipeline,
     WorkerProcess,
     eventually,
     publish,
@@ -156,3 +157,37 @@ async def test_a_killed_process_is_restarted_on_its_port(
     assert 0 == code
     # The killed one never got to log its stop; its replacement did.
     assert 2 == len(events("process.stopped"))
+
+
+async def test_a_message_and_its_receipts_go_to_one_status_process(
+    settings: Settings, store: Store
+) -> None:
+    """Two status processes share three partitions of each of their two
+    topics. Each gets the same partition numbers of both, so a message and
+    its receipts (one key) have one writer; round-robin would deal
+    messages-0, messages-2 and receipts-1 to one of them."""
+    settings = settings.model_copy(update={"partitions": 3})
+    t = settings.topics
+    await ensure_topics(settings.kafka_bootstrap_servers, t, settings.partitions)
+
+    def owned(p: Pipeline) -> dict[str, set[int]]:
+        # FastStream keeps the subscriber's aiokafka consumer as .consumer.
+        consumer = getattr(p.process.broker.subscribers[0], "consumer", None)
+        got: dict[str, set[int]] = {t.messages: set(), t.receipts: set()}
+        for tp in consumer.assignment() if consumer is not None else ():
+            got[tp.topic].add(tp.partition)
+        return got
+
+    async with (
+        Pipeline(settings, ["status"]) as one,
+        Pipeline(settings, ["status"]) as two,
+    ):
+
+        async def settled() -> bool:
+            a, b = owned(one), owned(two)
+            return all(len(a[x]) + len(b[x]) == 3 and a[x] and b[x] for x in a)
+
+        await eventually(settled, 60, "both processes own partitions of both topics")
+        shares = [owned(one), owned(two)]
+    for share in shares:
+        assert share[t.messages] == share[t.receipts]

@@ -221,22 +221,19 @@ class MessageRepository:
         saved: list[MessageState] = []
         conflicts: list[str] = []
         for index, state in enumerate(states):
+            held = state.held
             if state.rev == 0:
                 won = index not in duplicates
             else:
-                found = stored.get(state.id)
+                found = stored.get(state.id, {})
                 won = (
-                    found is not None
-                    and found.get("writer") == writer
-                    and found.get("rev") == state.rev + 1
+                    found.get("writer") == writer and found.get("rev") == state.rev + 1
                 )
-            if won and state.rev > 0:
                 # Another worker may have named more held receipts meanwhile
                 # (merged, not overwritten): report the stored list.
-                held = tuple(stored[state.id].get("held", state.held))
+                held = tuple(found.get("held", state.held))
+            if won:
                 saved.append(replace(state, rev=state.rev + 1, held=held))
-            elif won:
-                saved.append(replace(state, rev=state.rev + 1))
             else:
                 conflicts.append(state.id)
 

@@ -25,7 +25,7 @@ from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.middlewares import AckPolicy
 
 from contracts import DirectoryChanged, MessageChanged, MessageDTO
-from storage import Lookup, Store
+from storage import Lookup, ParkedRecord, Store
 from workers import observe
 from workers.cache import DirectoryCache
 from workers.context import Context
@@ -286,7 +286,8 @@ class Process:
         if self.lag is not None:
             # It returns by itself once stopping is set; cancelling it while
             # a client connects would leave a socket open.
-            await asyncio.wait([self.lag], timeout=observe.LAG_TIMEOUT_MS / 500)
+            # Bounded at twice the timeout of one lag request.
+            await asyncio.wait([self.lag], timeout=2 * observe.LAG_TIMEOUT_MS / 1000)
             self.lag.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.lag
@@ -316,8 +317,12 @@ class Process:
                 if not expired:
                     continue
                 here = await self.ctx.stored(r for p in expired for r in p.missing)
-                await self.ctx.send_back([p for p in expired if set(p.missing) <= here])
-                expired = [p for p in expired if not set(p.missing) <= here]
+                back: list[ParkedRecord] = []
+                late: list[ParkedRecord] = []
+                for p in expired:
+                    (back if set(p.missing) <= here else late).append(p)
+                await self.ctx.send_back(back)
+                expired = late
                 if not expired:
                     continue
                 await runner.dead_letter(
